@@ -1,0 +1,138 @@
+"""Speed benchmark: the fast tensor path against the lab's per-image DataLoader path.
+
+    python -m lab_utils.bench --data-dir data/cifar10-jpeg
+
+Measures on the current device, with the lab's model and batch size, after warm-up:
+training images/s for each data path (loading and augmentation included), the model's
+own images/s on a batch already in memory, and, unless `--no-epoch`, one full epoch
+(train and test) per path. Prints one JSON object. Timings live here, never in tests.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import time
+
+import torch
+from torch import nn
+
+from .config import make_config
+from .data import CLASSES
+from .model import build_model
+from .train import (autocast_for, build_batches, describe_device, evaluate, select_device,
+                    train_epoch, uses_channels_last)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _setup(cfg, device):
+    model = build_model(len(CLASSES), cfg.dropout, False, cfg.stem).to(device)
+    if uses_channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                          weight_decay=cfg.weight_decay)
+    return model, opt
+
+
+def images_per_second(cfg, device, batches, warmup: int, steps: int) -> float:
+    """Training images/s over `steps` batches of `batches` (loading included), after
+    `warmup` batches of the same epoch."""
+    model, opt = _setup(cfg, device)
+    criterion = nn.CrossEntropyLoss()
+    it = iter(batches)
+    train_epoch(model, itertools.islice(it, warmup), opt, criterion, device, amp=cfg.amp)
+    seen = 0
+
+    def counted():
+        nonlocal seen
+        for x, y in itertools.islice(it, steps):
+            seen += len(y)
+            yield x, y
+
+    _sync(device)
+    t0 = time.perf_counter()
+    train_epoch(model, counted(), opt, criterion, device, amp=cfg.amp)
+    _sync(device)
+    return seen / (time.perf_counter() - t0)
+
+
+def model_images_per_second(cfg, device, amp: bool, warmup: int, steps: int) -> float:
+    """Training images/s of the model alone, on one batch already on the device."""
+    model, opt = _setup(cfg, device)
+    x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
+    if uses_channels_last(device):
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (cfg.batch_size,), device=device)
+    batches = [(x, y)] * (warmup + steps)
+    criterion = nn.CrossEntropyLoss()
+    train_epoch(model, batches[:warmup], opt, criterion, device, amp=amp)
+    _sync(device)
+    t0 = time.perf_counter()
+    train_epoch(model, batches[warmup:], opt, criterion, device, amp=amp)
+    _sync(device)
+    return cfg.batch_size * steps / (time.perf_counter() - t0)
+
+
+def epoch_seconds(cfg, device, train_b, test_b) -> float:
+    """Wall time of one full lab epoch: training over the whole split, then the test pass."""
+    model, opt = _setup(cfg, device)
+    criterion = nn.CrossEntropyLoss()
+    _sync(device)
+    t0 = time.perf_counter()
+    train_epoch(model, train_b, opt, criterion, device, amp=cfg.amp)
+    evaluate(model, test_b, device, amp=cfg.amp)
+    _sync(device)
+    return time.perf_counter() - t0
+
+
+def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_workers: int = 2,
+        warmup: int = 5, steps: int = 30, full_epoch: bool = True) -> dict:
+    """Run the benchmark and return its figures as a dict (what `main` prints as JSON)."""
+    base = make_config(data_dir=data_dir, dataset=dataset, device=device,
+                       num_workers=num_workers, pretrained=False)
+    dev = select_device(base.device)
+    autocast, _ = autocast_for(dev, base.amp)
+    result = {
+        "device": str(dev), "device_name": describe_device(dev), "torch": torch.__version__,
+        "threads": torch.get_num_threads(), "batch_size": base.batch_size,
+        "amp": str(getattr(autocast, "fast_dtype", "fp32")).replace("torch.", ""),
+        "channels_last": uses_channels_last(dev), "dataloader_workers": num_workers,
+        "model_only_img_s": {"amp": round(model_images_per_second(base, dev, True, warmup, steps)),
+                             "fp32": round(model_images_per_second(base, dev, False, warmup, steps))},
+    }
+    for path in ("tensor", "dataloader"):
+        cfg = dataclasses.replace(base, data_path=path)
+        gen = torch.Generator().manual_seed(0)
+        train_b, test_b, _, data = build_batches(cfg, dev, gen)
+        figures = {"train_img_s": round(images_per_second(cfg, dev, train_b, warmup, steps))}
+        if full_epoch:
+            figures["epoch_s"] = round(epoch_seconds(cfg, dev, train_b, test_b), 1)
+        result[path] = figures
+        result["data"] = data
+    if full_epoch:
+        result["epoch_ratio_tensor_over_dataloader"] = round(
+            result["tensor"]["epoch_s"] / result["dataloader"]["epoch_s"], 3)
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default="data/cifar10")
+    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "synthetic"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--no-epoch", action="store_true", help="skip the full-epoch timings")
+    args = parser.parse_args(argv)
+    print(json.dumps(run(args.data_dir, args.dataset, args.device, args.num_workers,
+                         args.warmup, args.steps, not args.no_epoch)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Where things live: the repository root, and relative paths resolved against it.
+
+A notebook runs with `notebooks/` as its working directory in JupyterLab and with the
+repository root under papermill; resolving `data/...` and `runs/...` against the root
+makes both land in the same place.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def repo_root(start: Path | None = None) -> Path:
+    """The nearest folder at or above `start` (default: cwd) holding `lab_utils/` and
+    `notebooks/`; the working directory itself when there is none (e.g. a pip install)."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "lab_utils").is_dir() and (folder / "notebooks").is_dir():
+            return folder
+    return here
+
+
+def resolve(path: str | os.PathLike) -> Path:
+    """An absolute path: `path` itself if absolute, else relative to `repo_root()`."""
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else repo_root() / p
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that a reader (or a crash) sees the old file or the new
+    one, never half of one: write a temporary file beside it, then rename over."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """`atomic_write_bytes` for UTF-8 text."""
+    atomic_write_bytes(path, text.encode("utf-8"))
