@@ -90,6 +90,19 @@ def run_grid(seeds: Iterable[int] = (0, 1), out: str | Path = DEFAULT_OUT,
     return run_dirs
 
 
+def make_smoke_runs(out: str | Path, seeds: Iterable[int] = (0, 1)) -> Path:
+    """The whole grid at CI scale, in-process (two epochs on generated data per run): the
+    stand-in results that notebook 05 reads under pytest. Returns `out`."""
+    from .config import ci_scale
+    from .train import fit
+
+    for seed in seeds:
+        for dropout, augment in CELLS:
+            params = grid_parameters(dropout, augment, seed, out)
+            fit(ci_scale(make_config(**params), keep_run_dir=True), progress=False)
+    return resolve(out)
+
+
 def _parse_value(text: str) -> Any:
     try:
         return ast.literal_eval(text)

@@ -45,3 +45,12 @@ def draw_crop_flip(n: int, generator: torch.Generator | None = None,
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     flip = torch.rand(n, generator=generator) < 0.5
     return dy, dx, flip
+
+
+def crop_flip_frequencies(dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
+                          padding: int = 4) -> tuple[torch.Tensor, float]:
+    """How often each crop offset and a flip were drawn: a (2p+1) x (2p+1) table of
+    frequencies (rows dy, columns dx; uniform means each is 1/81 for p=4) and the flip rate."""
+    side = 2 * padding + 1
+    counts = torch.bincount(dy * side + dx, minlength=side * side).view(side, side)
+    return counts.double() / len(dy), flip.double().mean().item()

@@ -3,9 +3,11 @@
     python -m lab_utils.bench --data-dir data/cifar10-jpeg
 
 Measures on the current device, with the lab's model and batch size, after warm-up:
-training images/s for each data path (loading and augmentation included), the model's
-own images/s on a batch already in memory, and, unless `--no-epoch`, one full epoch
-(train and test) per path. Prints one JSON object. Timings live here, never in tests.
+training images/s for the fast tensor path, the lab's per-image DataLoader path with the
+same precision, and that path in fp32 as the lab ran it (loading and augmentation
+included); the model's own images/s on a batch already in memory; and, unless
+`--no-epoch`, one full epoch (train and test) for each. Prints one JSON object. Timings
+live here, never in tests.
 """
 from __future__ import annotations
 
@@ -105,18 +107,24 @@ def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_worke
         "model_only_img_s": {"amp": round(model_images_per_second(base, dev, True, warmup, steps)),
                              "fp32": round(model_images_per_second(base, dev, False, warmup, steps))},
     }
-    for path in ("tensor", "dataloader"):
-        cfg = dataclasses.replace(base, data_path=path)
+    # The fast path, the lab's per-image path with the same model settings, and the
+    # lab's per-image path computed as the lab did (fp32).
+    variants = [("tensor", dict(data_path="tensor")),
+                ("dataloader", dict(data_path="dataloader")),
+                ("dataloader_fp32", dict(data_path="dataloader", amp=False))]
+    for name, change in variants:
+        cfg = dataclasses.replace(base, **change)
         gen = torch.Generator().manual_seed(0)
         train_b, test_b, _, data = build_batches(cfg, dev, gen)
         figures = {"train_img_s": round(images_per_second(cfg, dev, train_b, warmup, steps))}
         if full_epoch:
             figures["epoch_s"] = round(epoch_seconds(cfg, dev, train_b, test_b), 1)
-        result[path] = figures
+        result[name] = figures
         result["data"] = data
     if full_epoch:
-        result["epoch_ratio_tensor_over_dataloader"] = round(
-            result["tensor"]["epoch_s"] / result["dataloader"]["epoch_s"], 3)
+        for name in ("dataloader", "dataloader_fp32"):
+            result[f"epoch_ratio_tensor_over_{name}"] = round(
+                result["tensor"]["epoch_s"] / result[name]["epoch_s"], 3)
     return result
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -226,17 +227,21 @@ def smoke_scale() -> bool:
     return os.environ.get(SMOKE_ENV, "") not in ("", "0")
 
 
-def ci_scale(cfg: LabConfig) -> LabConfig:
+def ci_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     """Shrink `cfg` to a seconds-long run on generated data when LAB_SMOKE=1, else return it.
 
     The schedule keeps its shape (one milestone, one decay) so that the plotting and
-    analysis code paths are the ones a real run takes.
+    analysis code paths are the ones a real run takes. The run goes to a fresh folder
+    under runs/smoke/ unless `keep_run_dir`.
     """
     if not smoke_scale():
         return cfg
     small = dict(dataset="synthetic", epochs=2, batch_size=32, pretrained=False,
                  num_workers=0, device="cpu", milestones=[1] if cfg.milestones else [],
                  clean_train_subset=min(cfg.clean_train_subset, 200))
+    if not keep_run_dir:
+        # A smoke run never writes into (or collides with) a real run's folder.
+        small["run_dir"] = f"runs/smoke/{os.getpid()}-{time.time_ns()}"
     return validate(dataclasses.replace(cfg, **small))
 
 

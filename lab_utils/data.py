@@ -27,7 +27,7 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 SYNTHETIC_DIR = "data/synthetic"
-CIFAR10_URL_HOST = "www.cs.toronto.edu"
+CIFAR10_URL_HOST = "www.cs.toronto.edu"  # where torchvision downloads CIFAR-10 from
 
 
 class DataUnavailableError(RuntimeError):
@@ -59,12 +59,21 @@ def _network_reachable(host: str, timeout: float = 10.0) -> bool:
         return False
 
 
+# What a student reads at the known walls; README.md quotes these verbatim
+# (tests/test_readme.py keeps the two in step).
+OFFLINE_MESSAGE = (
+    "CIFAR-10 is not in data_dir='{root}' and cannot be downloaded (no connection to "
+    "www.cs.toronto.edu). Either put cifar-10-python.tar.gz into {root}/, or point data_dir "
+    "at an image-folder copy (train/<class>/*.png|jpg and test/<class>/*).")
+DOWNLOAD_FAILED_MESSAGE = (
+    "Downloading CIFAR-10 into {root} failed ({error}). The official download is slow and "
+    "often breaks off: download cifar-10-python.tar.gz another way and put it into {root}/, "
+    "or point data_dir at an image-folder copy.")
+
+
 def offline_message(root: Path) -> str:
     """What a student reads when CIFAR-10 is not in `data_dir` and cannot be downloaded."""
-    return (f"CIFAR-10 is not in data_dir={str(root)!r} and cannot be downloaded "
-            f"(no connection to {CIFAR10_URL_HOST}). Either put cifar-10-python.tar.gz "
-            f"into {root}/, or point data_dir at an image-folder copy "
-            f"(train/<class>/*.png|jpg and test/<class>/*).")
+    return OFFLINE_MESSAGE.format(root=root)
 
 
 def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]:
@@ -93,7 +102,10 @@ def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]
     if not download or not _network_reachable(CIFAR10_URL_HOST):
         raise DataUnavailableError(offline_message(root))
     root.mkdir(parents=True, exist_ok=True)
-    CIFAR10(root, train=True, download=True)
+    try:
+        CIFAR10(root, train=True, download=True)
+    except (OSError, RuntimeError) as err:  # URLError, timeouts, a corrupt partial file
+        raise DataUnavailableError(DOWNLOAD_FAILED_MESSAGE.format(root=root, error=err)) from err
     return "cifar10", root
 
 

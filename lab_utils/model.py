@@ -20,11 +20,15 @@ def weights_path() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(WEIGHTS.url).name
 
 
+WEIGHTS_MESSAGE = (
+    "The ImageNet weights for resnet18 are not cached and cannot be downloaded. Download "
+    "{url} on a machine with internet and put it at {path}, or pass pretrained=False to "
+    "train from scratch.")
+
+
 def weights_message() -> str:
     """What a student reads when the ImageNet weights cannot be fetched."""
-    return (f"The ImageNet weights for resnet18 are not cached and cannot be downloaded. "
-            f"Download {WEIGHTS.url} on a machine with internet and put it at "
-            f"{weights_path()}, or pass pretrained=False to train from scratch.")
+    return WEIGHTS_MESSAGE.format(url=WEIGHTS.url, path=weights_path())
 
 
 def build_model(num_classes: int = 10, dropout: float = 0.5, pretrained: bool = True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -34,6 +35,7 @@ def plot_history(history: pd.DataFrame, milestones: Sequence[int] = (), title: s
         _mark_milestones(ax, milestones)
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss" if metric == "loss" else "accuracy (%)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[1].legend()
     if title:
         fig.suptitle(title)
@@ -74,3 +76,78 @@ def plot_confusion(confusion: np.ndarray, classes: Sequence[str] = CLASSES) -> p
     ax.set_ylabel("true")
     fig.tight_layout()
     return fig
+
+
+def plot_class_counts(counts: Sequence[int], classes: Sequence[str] = CLASSES,
+                      title: str = "") -> plt.Figure:
+    """Bar chart of images per class."""
+    fig, ax = plt.subplots(figsize=(8, 2.8), dpi=80)
+    sns.barplot(x=list(classes), y=[int(c) for c in counts], ax=ax, color="C0")
+    ax.set_ylabel("images")
+    ax.set_title(title)
+    ax.tick_params(axis="x", rotation=30)
+    fig.tight_layout()
+    return fig
+
+
+def plot_channel_histograms(images: torch.Tensor, bins: int = 64) -> plt.Figure:
+    """Histogram of pixel values (0..255) for the red, green and blue channels."""
+    fig, ax = plt.subplots(figsize=(7, 2.8), dpi=80)
+    for c, colour in enumerate(("red", "green", "blue")):
+        values = images[:, c].flatten().float()
+        hist = torch.histc(values, bins=bins, min=0, max=255)
+        centres = torch.linspace(0, 255, bins)
+        ax.plot(centres, hist / hist.sum(), color=colour, label=colour)
+    ax.set_xlabel("pixel value")
+    ax.set_ylabel("fraction of pixels")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def plot_frequency_table(freq: torch.Tensor, title: str, ax=None) -> plt.Axes:
+    """Heatmap of a crop-offset frequency table (rows dy, columns dx), as % of draws."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.6, 3), dpi=80)
+    sns.heatmap(100 * freq.numpy(), annot=True, fmt=".1f", cmap="Blues", cbar=False,
+                annot_kws={"fontsize": 6}, ax=ax)
+    ax.set_xlabel("dx (column offset)")
+    ax.set_ylabel("dy (row offset)")
+    ax.set_title(title, fontsize=9)
+    return ax
+
+
+def plot_gaps(summary: pd.DataFrame, milestones: Sequence[int] = ()) -> plt.Figure:
+    """Train-test accuracy gaps per epoch for every (dropout, augment) cell of the ablation:
+    running gap (train mode, as the lab measured) and clean gap (eval mode, no augmentation),
+    mean over seeds with a band of +- one standard deviation."""
+    panels = [("running_gap", "running train acc - test acc"),
+              ("clean_gap", "clean train acc - test acc"), ("test_acc", "test accuracy (%)")]
+    panels = [p for p in panels if f"{p[0]}_mean" in summary]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=80)
+    for ax, (col, label) in zip(np.atleast_1d(axes), panels):
+        for i, ((dropout, augment), g) in enumerate(summary.groupby(["dropout", "augment"])):
+            mean, std = g[f"{col}_mean"], g[f"{col}_std"].fillna(0)
+            ax.plot(g.epoch, mean, "o-", ms=3, color=f"C{i}",
+                    label=f"dropout {dropout}, aug {augment}")
+            ax.fill_between(g.epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
+        if col != "test_acc":
+            ax.axhline(0, color="black", lw=0.8)
+        _mark_milestones(ax, milestones)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    np.atleast_1d(axes)[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def show_misclassified(images: torch.Tensor, predictions: pd.DataFrame, n: int = 20,
+                       classes: Sequence[str] = CLASSES) -> plt.Figure:
+    """The `n` most confident mistakes of a run: each test image with its true label, the
+    predicted label and the confidence. `images` are the test images in prediction order."""
+    wrong = predictions[predictions.true != predictions.pred]
+    wrong = wrong.sort_values("confidence", ascending=False).head(n)
+    titles = [f"{classes[t]}\n-> {classes[p]} {c:.0%}"
+              for t, p, c in zip(wrong.true, wrong.pred, wrong.confidence)]
+    return show_images(images[torch.tensor(wrong["index"].to_numpy())], titles, ncols=10, size=1.1)

@@ -29,6 +29,11 @@ from .data import (CLASSES, SYNTHETIC_DIR, TensorLoader, fixed_subset, load_data
                    make_loaders)
 from .model import build_model
 
+WORKERS_MESSAGE = (
+    "The DataLoader's {num_workers} worker processes failed ({error}). This is common in "
+    "Jupyter on Windows and macOS: use num_workers=0, or data_path='tensor' (the default), "
+    "which needs no worker processes.")
+
 # Fields that may change between an interrupted run and its resumption.
 RESUMABLE_CHANGES = {"resume", "device", "num_workers", "data_dir", "data_path"}
 
@@ -308,8 +313,15 @@ def fit(cfg: LabConfig, progress: bool = True,
         for epoch in bar:
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = train_epoch(model, train_b, optimizer, criterion, device,
-                                                 per_batch, f"epoch {epoch}", progress, cfg.amp)
+            try:
+                train_loss, train_acc = train_epoch(model, train_b, optimizer, criterion,
+                                                    device, per_batch, f"epoch {epoch}",
+                                                    progress, cfg.amp)
+            except (RuntimeError, BrokenPipeError, EOFError, AttributeError) as err:
+                if cfg.data_path != "dataloader" or cfg.num_workers == 0:
+                    raise
+                raise RuntimeError(WORKERS_MESSAGE.format(num_workers=cfg.num_workers,
+                                                          error=err)) from err
             if per_batch is None:
                 scheduler.step()
             test_loss, test_acc, _ = evaluate(model, test_b, device, cfg.tta_flip, amp=cfg.amp)
@@ -342,6 +354,8 @@ def fit(cfg: LabConfig, progress: bool = True,
         "test_loss": final["test_loss"], "train_acc": final["train_acc"],
         "wall_time_s": round(sum(r["epoch_time_s"] for r in history), 1),
         "device": describe_device(device), "torch": torch.__version__,
+        "precision": str(getattr(autocast_for(device, cfg.amp)[0], "fast_dtype", "float32")
+                         ).replace("torch.", ""),
         "data": data_desc, "seed": cfg.seed, "recipe": cfg.recipe,
     }
     runs.save_json(run_dir / "metrics.json", metrics)

@@ -1,0 +1,53 @@
+import urllib.error
+import warnings
+
+import pytest
+import torch
+
+from lab_utils.model import (WeightsUnavailableError, build_model, count_parameters,
+                             forward_flops)
+
+
+def test_lab_model_head_shapes_and_parameter_count():
+    model = build_model(pretrained=False)
+    assert count_parameters(model) == 11_181_642
+    assert isinstance(model.fc[0], torch.nn.Dropout) and model.fc[0].p == 0.5
+    assert model.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_building_the_model_gives_no_deprecation_warning():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        build_model(pretrained=False)
+
+
+def test_cifar_stem_keeps_resolution_and_costs_about_15x():
+    lab, cifar = build_model(pretrained=False), build_model(pretrained=False, stem="cifar")
+    assert count_parameters(cifar) == 11_181_642 - 64 * 3 * (49 - 9)
+    ratio = forward_flops(cifar) / forward_flops(lab)
+    assert 12 < ratio < 18
+
+
+def test_dropout_is_active_in_train_mode_only():
+    model = build_model(pretrained=False, dropout=0.5)
+    x = torch.randn(4, 3, 32, 32)
+    model.eval()
+    assert torch.equal(model(x), model(x))
+    model.train()
+    head = model.fc
+    h = torch.ones(1000, 512)
+    dropped = (head[0](h) == 0).float().mean().item()
+    assert 0.4 < dropped < 0.6
+
+
+def test_offline_weights_error_says_where_the_file_goes(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no network")
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(WeightsUnavailableError) as err:
+        build_model(pretrained=True)
+    msg = str(err.value)
+    assert str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth") in msg
+    assert "pretrained=False" in msg
