@@ -188,7 +188,13 @@ def load_tensors(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10"
     return images, labels
 
 
-def fixed_subset(n_total: int, n: int, seed: int = 12345) -> torch.Tensor:
+# Subsets are drawn with fixed seeds, not the run's, so that every run of an experiment
+# trains on (and measures clean accuracy on) the same images.
+TRAIN_SUBSET_SEED = 12345
+CLEAN_SUBSET_SEED = 54321
+
+
+def fixed_subset(n_total: int, n: int, seed: int = TRAIN_SUBSET_SEED) -> torch.Tensor:
     """`n` indices out of `n_total`, the same for every run (a fixed seed, not the run's),
     so that runs of an experiment train and measure on the same images."""
     g = torch.Generator().manual_seed(seed)

@@ -20,13 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from torch.utils.data import Subset
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from . import runs
 from .config import ConfigError, LabConfig, config_dict, validate
-from .data import (CLASSES, SYNTHETIC_DIR, TensorLoader, fixed_subset, load_datasets, load_tensors, make_dataloaders,
-                   make_loaders)
+from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, fixed_subset,
+                   load_datasets, load_tensors, make_dataloaders, make_loaders)
 from .model import build_model
 
 WORKERS_MESSAGE = (
@@ -207,15 +207,14 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator):
     if cfg.data_path == "tensor":
         train = load_tensors(cfg.data_dir, cfg.dataset, "train")
         test = load_tensors(cfg.data_dir, cfg.dataset, "test")
-        n_train = len(train[1])
         if cfg.train_subset:
-            idx = fixed_subset(n_train, cfg.train_subset)
+            idx = fixed_subset(len(train[1]), cfg.train_subset)
             train = (train[0][idx], train[1][idx])
         train_b, test_b = make_loaders(train, test, cfg.batch_size, device, augment, gen,
                                        channels_last=nhwc)
         clean_b = None
         if cfg.clean_train_subset:
-            idx = fixed_subset(len(train[1]), cfg.clean_train_subset, seed=54321)
+            idx = fixed_subset(len(train[1]), cfg.clean_train_subset, seed=CLEAN_SUBSET_SEED)
             clean_b = TensorLoader(train[0][idx], train[1][idx], 512, device,
                                    channels_last=nhwc)
         sizes = (len(train[1]), len(test[1]))
@@ -231,8 +230,8 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator):
             if cfg.train_subset:
                 clean_ds = Subset(clean_ds, train_ds.indices)
             clean_ds = Subset(clean_ds, fixed_subset(len(clean_ds), cfg.clean_train_subset,
-                                                     seed=54321).tolist())
-            clean_b = make_dataloaders(clean_ds, clean_ds, 512, cfg.num_workers, gen)[1]
+                                                     seed=CLEAN_SUBSET_SEED).tolist())
+            clean_b = DataLoader(clean_ds, 512, num_workers=cfg.num_workers)
         sizes = (len(train_ds), len(test_ds))
     if cfg.dataset == "synthetic":
         data = f"generated images (not CIFAR-10) from {SYNTHETIC_DIR}"
