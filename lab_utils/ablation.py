@@ -40,7 +40,7 @@ def grid_parameters(dropout: float, augment: str, seed: int, out: str | Path,
     params = dict(extra or {})
     params.update(dropout=dropout, augment=augment, seed=seed, resume=True,
                   clean_train_subset=params.get("clean_train_subset", CLEAN_SUBSET),
-                  run_dir=str(resolve(out) / run_name(dropout, augment, seed)))
+                  run_dir=str(Path(out) / run_name(dropout, augment, seed)))
     make_config(**params)  # fail on a bad parameter before the first run starts
     return params
 

@@ -21,10 +21,8 @@ import torch
 from torch import nn
 
 from .config import make_config
-from .data import CLASSES
-from .model import build_model
-from .train import (autocast_for, build_batches, describe_device, evaluate, select_device,
-                    train_epoch, uses_channels_last)
+from .train import (autocast_for, build_batches, describe_device, evaluate,
+                    model_and_optimizer, select_device, train_epoch, uses_channels_last)
 
 
 def _sync(device: torch.device) -> None:
@@ -32,19 +30,10 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _setup(cfg, device):
-    model = build_model(len(CLASSES), cfg.dropout, False, cfg.stem).to(device)
-    if uses_channels_last(device):
-        model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                          weight_decay=cfg.weight_decay)
-    return model, opt
-
-
 def images_per_second(cfg, device, batches, warmup: int, steps: int) -> float:
     """Training images/s over `steps` batches of `batches` (loading included), after
     `warmup` batches of the same epoch."""
-    model, opt = _setup(cfg, device)
+    model, opt = model_and_optimizer(cfg, device)
     criterion = nn.CrossEntropyLoss()
     it = iter(batches)
     train_epoch(model, itertools.islice(it, warmup), opt, criterion, device, amp=cfg.amp)
@@ -65,7 +54,7 @@ def images_per_second(cfg, device, batches, warmup: int, steps: int) -> float:
 
 def model_images_per_second(cfg, device, amp: bool, warmup: int, steps: int) -> float:
     """Training images/s of the model alone, on one batch already on the device."""
-    model, opt = _setup(cfg, device)
+    model, opt = model_and_optimizer(cfg, device)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     if uses_channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
@@ -82,7 +71,7 @@ def model_images_per_second(cfg, device, amp: bool, warmup: int, steps: int) -> 
 
 def epoch_seconds(cfg, device, train_b, test_b) -> float:
     """Wall time of one full lab epoch: training over the whole split, then the test pass."""
-    model, opt = _setup(cfg, device)
+    model, opt = model_and_optimizer(cfg, device)
     criterion = nn.CrossEntropyLoss()
     _sync(device)
     t0 = time.perf_counter()

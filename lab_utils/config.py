@@ -5,6 +5,7 @@ Every notebook, the ablation runner and the benchmark build their settings throu
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 import os
 import time
@@ -66,8 +67,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     # One-cycle LR, larger batches, label smoothing, no dropout and flip test-time
     # augmentation: the usual fast-training tricks (fast.ai, airbench), same model.
     "fast": dict(epochs=5, batch_size=256, lr=0.2, schedule="onecycle", nesterov=True,
-                 weight_decay=5e-4, label_smoothing=0.1, dropout=0.0, tta_flip=True,
-                 milestones=[]),
+                 label_smoothing=0.1, dropout=0.0, tta_flip=True, milestones=[]),
     # The common CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool. About 15x the compute
     # of the lab's model per image, so meant for a GPU.
     "cifar_stem": dict(epochs=30, batch_size=256, lr=0.2, schedule="onecycle", nesterov=True,
@@ -208,8 +208,6 @@ def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
     warns about names the notebook does not declare; this reads that cell from IPython's
     input history (`In`) and raises `ConfigError` for any name that is not a parameter.
     """
-    import ast
-
     known = {f.name for f in dataclasses.fields(LabConfig)}
     for source in namespace.get("In", []):
         if source.lstrip().startswith("# Parameters"):

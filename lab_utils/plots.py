@@ -54,8 +54,9 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols
         x = x / 255
     n = len(x)
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * 1.15), dpi=80,
-                             squeeze=False)
+    lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * size, nrows * size * (1 + 0.2 * lines)),
+                             dpi=80, squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:

@@ -241,6 +241,18 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator):
     return train_b, test_b, clean_b, data
 
 
+def model_and_optimizer(cfg: LabConfig, device: torch.device
+                        ) -> tuple[nn.Module, torch.optim.Optimizer]:
+    """The lab's model on `device` (channels_last where that is faster) and its SGD
+    optimizer, as `cfg` says."""
+    model = build_model(len(CLASSES), cfg.dropout, cfg.pretrained, cfg.stem).to(device)
+    if uses_channels_last(device):
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+    return model, optimizer
+
+
 def _check_resume(run_dir: Path, cfg: LabConfig) -> None:
     saved = runs.load_config(run_dir)
     now = config_dict(cfg)
@@ -279,13 +291,9 @@ def fit(cfg: LabConfig, progress: bool = True,
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     # The model first: missing ImageNet weights should fail before the data is loaded.
-    model = build_model(len(CLASSES), cfg.dropout, cfg.pretrained, cfg.stem).to(device)
+    model, optimizer = model_and_optimizer(cfg, device)
     data_gen = torch.Generator().manual_seed(cfg.seed)
     train_b, test_b, clean_b, data_desc = build_batches(cfg, device, data_gen)
-    if uses_channels_last(device):
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
     per_batch = None
     if cfg.schedule == "onecycle":
         scheduler = per_batch = torch.optim.lr_scheduler.OneCycleLR(
