@@ -110,12 +110,13 @@ def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]
     return "cifar10", root
 
 
-def make_synthetic(root: str | Path = SYNTHETIC_DIR, per_class_train: int = 40,
+def make_synthetic(root: str | Path = SYNTHETIC_DIR, per_class_train: int = 50,
                    per_class_test: int = 10, seed: int = 0) -> Path:
     """Write a small, learnable stand-in for CIFAR-10 in image-folder layout and return it.
 
     Ten classes of 32x32 RGB PNGs, each class a colour and a stripe direction plus noise,
-    so a model beats chance within seconds. Made once; later calls reuse the files.
+    so a model beats chance within seconds. Like CIFAR-10, the classes are balanced and the
+    training split is five times the test split. Made once; later calls reuse the files.
     """
     root = resolve(root)
     marker = root / "SYNTHETIC.txt"
