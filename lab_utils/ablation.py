@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import make_config
+from .config import ci_scale, make_config
 from .paths import resolve
 from .runs import is_finished
+from .train import fit
 
 CELLS = [(0.0, "none"), (0.0, "lab"), (0.5, "none"), (0.5, "lab")]
 DEFAULT_OUT = "results/ablation"
@@ -93,9 +94,6 @@ def run_grid(seeds: Iterable[int] = (0, 1), out: str | Path = DEFAULT_OUT,
 def make_smoke_runs(out: str | Path, seeds: Iterable[int] = (0, 1)) -> Path:
     """The whole grid at CI scale, in-process (two epochs on generated data per run): the
     stand-in results that notebook 05 reads under pytest. Returns `out`."""
-    from .config import ci_scale
-    from .train import fit
-
     for seed in seeds:
         for dropout, augment in CELLS:
             params = grid_parameters(dropout, augment, seed, out)

@@ -21,8 +21,8 @@ import torch
 from torch import nn
 
 from .config import make_config
-from .train import (autocast_for, build_batches, describe_device, evaluate,
-                    model_and_optimizer, select_device, train_epoch, uses_channels_last)
+from .train import (build_batches, describe_device, evaluate, model_and_optimizer,
+                    precision_name, select_device, train_epoch, uses_channels_last)
 
 
 def _sync(device: torch.device) -> None:
@@ -87,11 +87,10 @@ def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_worke
     base = make_config(data_dir=data_dir, dataset=dataset, device=device,
                        num_workers=num_workers, pretrained=False)
     dev = select_device(base.device)
-    autocast, _ = autocast_for(dev, base.amp)
     result = {
         "device": str(dev), "device_name": describe_device(dev), "torch": torch.__version__,
         "threads": torch.get_num_threads(), "batch_size": base.batch_size,
-        "amp": str(getattr(autocast, "fast_dtype", "fp32")).replace("torch.", ""),
+        "amp": precision_name(dev, base.amp),
         "channels_last": uses_channels_last(dev), "dataloader_workers": num_workers,
         "model_only_img_s": {"amp": round(model_images_per_second(base, dev, True, warmup, steps)),
                              "fp32": round(model_images_per_second(base, dev, False, warmup, steps))},

@@ -121,6 +121,12 @@ def autocast_for(device: torch.device, amp: bool = True):
     return nullcontext(), None
 
 
+def precision_name(device: torch.device, amp: bool = True) -> str:
+    """The compute precision `autocast_for` picks on `device`: bfloat16, float16 or float32."""
+    autocast, _ = autocast_for(device, amp)
+    return str(getattr(autocast, "fast_dtype", "float32")).replace("torch.", "")
+
+
 def uses_channels_last(device: torch.device) -> bool:
     """channels_last (NHWC) memory layout: faster for convolutions on CUDA and on the CPU
     (oneDNN), measured by lab_utils.bench; MPS keeps the default."""
@@ -314,6 +320,7 @@ def fit(cfg: LabConfig, progress: bool = True,
         runs.save_json(run_dir / "config.json", config_dict(cfg))
 
     start_epoch = len(history) + 1
+    preds = None
     bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="epochs", disable=not progress,
                initial=start_epoch - 1, total=cfg.epochs)
     try:
@@ -331,7 +338,9 @@ def fit(cfg: LabConfig, progress: bool = True,
                                                           error=err)) from err
             if per_batch is None:
                 scheduler.step()
-            test_loss, test_acc, _ = evaluate(model, test_b, device, cfg.tta_flip, amp=cfg.amp)
+            test_loss, test_acc, preds = evaluate(model, test_b, device, cfg.tta_flip,
+                                                  keep_predictions=epoch == cfg.epochs,
+                                                  amp=cfg.amp)
             row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                        test_loss=test_loss, test_acc=test_acc, lr=lr)
             if clean_b is not None:
@@ -352,8 +361,9 @@ def fit(cfg: LabConfig, progress: bool = True,
               "Run again with resume=True and the same run_dir to continue.")
         raise
 
-    _, _, preds = evaluate(model, test_b, device, cfg.tta_flip, keep_predictions=True,
-                           amp=cfg.amp)
+    if preds is None:  # resumed after the last epoch was saved but before the run ended
+        _, _, preds = evaluate(model, test_b, device, cfg.tta_flip, keep_predictions=True,
+                               amp=cfg.amp)
     runs.save_predictions(run_dir, preds)
     final = history[-1]
     metrics = {
@@ -361,8 +371,7 @@ def fit(cfg: LabConfig, progress: bool = True,
         "test_loss": final["test_loss"], "train_acc": final["train_acc"],
         "wall_time_s": round(sum(r["epoch_time_s"] for r in history), 1),
         "device": describe_device(device), "torch": torch.__version__,
-        "precision": str(getattr(autocast_for(device, cfg.amp)[0], "fast_dtype", "float32")
-                         ).replace("torch.", ""),
+        "precision": precision_name(device, cfg.amp),
         "data": data_desc, "seed": cfg.seed, "recipe": cfg.recipe,
     }
     runs.save_json(run_dir / "metrics.json", metrics)
