@@ -35,10 +35,12 @@ class DataUnavailableError(RuntimeError):
     """CIFAR-10 is neither in `data_dir` nor downloadable; the message says what to do."""
 
 
-def train_transform(augment: str = "lab") -> T.Compose:
-    """The lab's per-image training pipeline (crop with 4-pixel zero padding, flip,
-    ToTensor, Normalize); `augment="none"` keeps only ToTensor and Normalize."""
-    steps = [T.RandomCrop(32, padding=4), T.RandomHorizontalFlip()] if augment == "lab" else []
+def train_transform(augment: str = "lab", padding: int = 4) -> T.Compose:
+    """The lab's per-image training pipeline (crop with `padding` pixels of zero padding,
+    4 in the lab; flip; ToTensor; Normalize); `augment="none"` keeps only ToTensor and
+    Normalize."""
+    steps = [T.RandomCrop(32, padding=padding), T.RandomHorizontalFlip()] \
+        if augment == "lab" else []
     return T.Compose(steps + [T.ToTensor(), T.Normalize(CIFAR10_MEAN, CIFAR10_STD)])
 
 
@@ -145,10 +147,11 @@ def _source_for(dataset: str, data_dir: str | Path) -> tuple[str, Path]:
 
 
 def load_datasets(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10",
-                  augment: str = "lab") -> tuple[Dataset, Dataset]:
-    """The lab's (train, test) datasets with per-image PIL transforms, as in the report."""
+                  augment: str = "lab", padding: int = 4) -> tuple[Dataset, Dataset]:
+    """The lab's (train, test) datasets with per-image PIL transforms, as in the report
+    (`padding`: the random crop's zero padding in pixels)."""
     kind, root = _source_for(dataset, data_dir)
-    train_tf, test_tf = train_transform(augment), test_transform()
+    train_tf, test_tf = train_transform(augment, padding), test_transform()
     if kind == "imagefolder":
         return ImageFolder(root / "train", train_tf), ImageFolder(root / "test", test_tf)
     return CIFAR10(root, train=True, transform=train_tf, download=True), \
@@ -214,13 +217,14 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  device: torch.device | str = "cpu", shuffle: bool = False,
                  augment: bool = False, generator: torch.Generator | None = None,
-                 channels_last: bool = False):
+                 channels_last: bool = False, padding: int = 4):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size, self.shuffle, self.augment = batch_size, shuffle, augment
         self.generator = generator if generator is not None else torch.Generator()
         self.channels_last = channels_last
+        self.padding = padding
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
@@ -229,14 +233,14 @@ class TensorLoader:
         n, g = len(self.labels), self.generator
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         if self.augment:
-            dy, dx, flip = (t.to(self.device, non_blocking=True) for t in draw_crop_flip(n, g))
+            dy, dx, flip = (t.to(self.device, non_blocking=True) for t in draw_crop_flip(n, g, self.padding))
         order = order.to(self.device, non_blocking=True)
         for start in range(0, n, self.batch_size):
             pos = order[start:start + self.batch_size]
             x = self.images[pos]
             if self.augment:
                 sel = slice(start, start + self.batch_size)
-                x = random_crop_flip(x, dy[sel], dx[sel], flip[sel])
+                x = random_crop_flip(x, dy[sel], dx[sel], flip[sel], self.padding)
             x = normalize(x, CIFAR10_MEAN, CIFAR10_STD)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -246,10 +250,12 @@ class TensorLoader:
 def make_loaders(images_labels_train: tuple[torch.Tensor, torch.Tensor],
                  images_labels_test: tuple[torch.Tensor, torch.Tensor], batch_size: int,
                  device: torch.device, augment: bool, generator: torch.Generator,
-                 channels_last: bool = False) -> tuple[TensorLoader, TensorLoader]:
+                 channels_last: bool = False, padding: int = 4
+                 ) -> tuple[TensorLoader, TensorLoader]:
     """(train, test) `TensorLoader`s for the fast path; test batches are never augmented."""
     train = TensorLoader(*images_labels_train, batch_size, device, shuffle=True,
-                         augment=augment, generator=generator, channels_last=channels_last)
+                         augment=augment, generator=generator, channels_last=channels_last,
+                         padding=padding)
     test = TensorLoader(*images_labels_test, 512, device, channels_last=channels_last)
     return train, test
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from . import runs
-from .config import ConfigError, LabConfig, config_dict, validate
+from .config import LAB, ConfigError, LabConfig, config_dict, validate
 from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, fixed_subset,
                    load_datasets, load_tensors, make_dataloaders, make_loaders)
 from .model import build_model
@@ -217,7 +217,7 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator):
             idx = fixed_subset(len(train[1]), cfg.train_subset)
             train = (train[0][idx], train[1][idx])
         train_b, test_b = make_loaders(train, test, cfg.batch_size, device, augment, gen,
-                                       channels_last=nhwc)
+                                       channels_last=nhwc, padding=cfg.crop_padding)
         clean_b = None
         if cfg.clean_train_subset:
             idx = fixed_subset(len(train[1]), cfg.clean_train_subset, seed=CLEAN_SUBSET_SEED)
@@ -225,7 +225,8 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator):
                                    channels_last=nhwc)
         sizes = (len(train[1]), len(test[1]))
     else:
-        train_ds, test_ds = load_datasets(cfg.data_dir, cfg.dataset, cfg.augment)
+        train_ds, test_ds = load_datasets(cfg.data_dir, cfg.dataset, cfg.augment,
+                                          cfg.crop_padding)
         if cfg.train_subset:
             train_ds = Subset(train_ds, fixed_subset(len(train_ds), cfg.train_subset).tolist())
         train_b, test_b = make_dataloaders(train_ds, test_ds, cfg.batch_size, cfg.num_workers,
@@ -262,6 +263,9 @@ def model_and_optimizer(cfg: LabConfig, device: torch.device
 def _check_resume(run_dir: Path, cfg: LabConfig) -> None:
     saved = runs.load_config(run_dir)
     now = config_dict(cfg)
+    # A parameter added after the run was started is missing from its config.json; the run
+    # used what that parameter's lab default does (new parameters default to old behaviour).
+    saved = {**config_dict(LAB), **saved}
     diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
     if diff:
         raise ConfigError(

@@ -1,5 +1,6 @@
 """The batched augmentation draws and computes what the lab's per-image transforms do."""
 import numpy as np
+import pytest
 import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
@@ -7,6 +8,7 @@ from PIL import Image
 from lab_utils.augment import draw_crop_flip, normalize, random_crop_flip
 from lab_utils.data import CIFAR10_MEAN, CIFAR10_STD, TensorLoader
 from lab_utils.data import test_transform as lab_test_transform
+from lab_utils.data import train_transform as lab_train_transform
 
 
 def _images(n=6, seed=0):
@@ -62,3 +64,35 @@ def test_augmented_loader_draws_a_new_crop_per_image_and_epoch():
     assert not torch.equal(a, b)
     plain = normalize(x, CIFAR10_MEAN, CIFAR10_STD)
     assert not torch.equal(a, plain)
+
+
+
+def _pixels(normalised: torch.Tensor) -> torch.Tensor:
+    """Undo Normalize and ToTensor: 0..255 pixel values again."""
+    std = torch.tensor(CIFAR10_STD).view(3, 1, 1)
+    mean = torch.tensor(CIFAR10_MEAN).view(3, 1, 1)
+    return ((normalised * std + mean) * 255).round()
+
+
+def _zero_border(img: torch.Tensor) -> tuple[int, int]:
+    """(rows, columns) of zero padding that an augmented all-white image shows."""
+    zero = (img == 0).all(0)
+    return int(zero.all(1).sum()), int(zero.all(0).sum())
+
+
+@pytest.mark.parametrize("padding", [0, 2])
+def test_crop_padding_sets_the_largest_shift_in_both_data_paths(padding):
+    # A white image shows its crop offset as a zero border of at most `padding` pixels
+    # on each axis; over 400 draws every border from 0 to `padding` appears, and never
+    # a wider one, in the fast path and in the lab's per-image transform alike.
+    x = torch.full((400, 3, 32, 32), 255, dtype=torch.uint8)
+    loader = TensorLoader(x, torch.zeros(400, dtype=torch.long), 400, augment=True,
+                          generator=torch.Generator().manual_seed(0), padding=padding)
+    (batch, _), = list(loader)
+    fast = {_zero_border(_pixels(img)) for img in batch}
+    tf = lab_train_transform("lab", padding)
+    pil = Image.fromarray(x[0].permute(1, 2, 0).numpy())
+    torch.manual_seed(0)
+    lab = {_zero_border(_pixels(tf(pil))) for _ in range(400)}
+    expected = {(r, c) for r in range(padding + 1) for c in range(padding + 1)}
+    assert fast == expected and lab == expected

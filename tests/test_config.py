@@ -30,6 +30,9 @@ def test_defaults_are_the_labs_recipe():
     ("augment", "heavy", "'lab', 'none'"),
     ("pretrained", "yes", "True or False"),
     ("num_workers", -1, "integer >= 0"),
+    ("crop_padding", -1, "integer in 0..16"),
+    ("crop_padding", 17, "integer in 0..16"),
+    ("crop_padding", 2.0, "integer in 0..16"),
 ])
 def test_bad_values_name_parameter_value_and_allowed(name, value, allowed):
     with pytest.raises(ConfigError) as err:
@@ -55,6 +58,8 @@ def test_recipe_fills_only_values_left_at_the_labs_default():
     fast = make_config(recipe="fast")
     assert fast.schedule == "onecycle" and fast.epochs < LAB.epochs
     assert make_config(recipe="fast", epochs=3).epochs == 3
+    assert (make_config().crop_padding, fast.crop_padding) == (4, 0)
+    assert make_config(recipe="fast", crop_padding=2).crop_padding == 2
 
 
 def test_notebook_parameters_rejects_unknown_papermill_names():

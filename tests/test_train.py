@@ -3,6 +3,7 @@ import os
 import signal
 import subprocess
 import sys
+import json
 import time
 
 import pandas as pd
@@ -92,6 +93,27 @@ def test_existing_run_is_never_overwritten(synthetic_dir, tmp_path):
         fit(small(synthetic_dir, tmp_path / "run", epochs=1, milestones=[], lr=0.1,
                   resume=True), progress=False)
     assert (tmp_path / "run" / "history.csv").read_text() == before
+
+
+def test_run_from_before_a_parameter_existed_resumes_with_its_lab_default(synthetic_dir,
+                                                                          tmp_path):
+    # Runs started before `crop_padding` existed have no such key in config.json; they
+    # used the lab's 4-pixel crop, so they resume with it and refuse any other value.
+    def stop(row):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[]), progress=False,
+            on_epoch_end=stop)
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["crop_padding"]
+    path.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="crop_padding=4 \\(now 2\\)"):
+        fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[], crop_padding=2,
+                  resume=True), progress=False)
+    resumed = fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[],
+                        resume=True), progress=False)
+    assert len(resumed.history) == 2
 
 
 def test_failing_dataloader_workers_get_a_message_with_the_fix(synthetic_dir, tmp_path,
