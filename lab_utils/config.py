@@ -67,9 +67,9 @@ LAB = LabConfig()
 RECIPES: dict[str, dict[str, Any]] = {
     "lab": {},
     # One-cycle LR, larger batches, label smoothing, no dropout and flip test-time
-    # augmentation: the usual fast-training tricks (fast.ai, airbench), same model.
-    # The flip without the random crop: in 5 epochs the crop regularises more than it
-    # helps (each pixel less of padding gained test accuracy; README, Results).
+    # augmentation: the usual fast-training tricks (fast.ai, airbench), same model. The
+    # flip without the random crop: in 5 epochs the crop regularises more than it helps
+    # (each pixel less of padding gained test accuracy; README, Results).
     "fast": dict(epochs=5, batch_size=256, lr=0.2, schedule="onecycle", nesterov=True,
                  label_smoothing=0.1, dropout=0.0, tta_flip=True, crop_padding=0,
                  milestones=[]),

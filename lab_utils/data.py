@@ -233,7 +233,8 @@ class TensorLoader:
         n, g = len(self.labels), self.generator
         order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
         if self.augment:
-            dy, dx, flip = (t.to(self.device, non_blocking=True) for t in draw_crop_flip(n, g, self.padding))
+            draws = draw_crop_flip(n, g, self.padding)
+            dy, dx, flip = (t.to(self.device, non_blocking=True) for t in draws)
         order = order.to(self.device, non_blocking=True)
         for start in range(0, n, self.batch_size):
             pos = order[start:start + self.batch_size]

@@ -66,7 +66,6 @@ def test_augmented_loader_draws_a_new_crop_per_image_and_epoch():
     assert not torch.equal(a, plain)
 
 
-
 def _pixels(normalised: torch.Tensor) -> torch.Tensor:
     """Undo Normalize and ToTensor: 0..255 pixel values again."""
     std = torch.tensor(CIFAR10_STD).view(3, 1, 1)
