@@ -96,10 +96,15 @@ def validate(cfg: LabConfig) -> LabConfig:
     returns `cfg` unchanged when it is fine. Device availability is checked too, so a
     run asking for `cuda` on a machine without one fails here rather than mid-epoch.
     """
-    def positive_int(name: str, minimum: int = 1) -> None:
+    def positive_int(name: str, minimum: int = 1, maximum: int | None = None,
+                     meaning: str = "") -> None:
         v = getattr(cfg, name)
-        if isinstance(v, bool) or not isinstance(v, int) or v < minimum:
-            raise _bad(name, v, f"an integer >= {minimum}")
+        ok = isinstance(v, int) and not isinstance(v, bool) and v >= minimum and (
+            maximum is None or v <= maximum)
+        if not ok:
+            allowed = (f"an integer >= {minimum}" if maximum is None
+                       else f"an integer in {minimum}..{maximum}")
+            raise _bad(name, v, allowed + (f" ({meaning})" if meaning else ""))
 
     def number_in(name: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
         v = getattr(cfg, name)
@@ -132,10 +137,8 @@ def validate(cfg: LabConfig) -> LabConfig:
     positive_int("num_workers", 0)
     positive_int("train_subset", 0)
     positive_int("clean_train_subset", 0)
-    v = cfg.crop_padding
-    if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_CROP_PADDING:
-        raise _bad("crop_padding", v, f"an integer in 0..{MAX_CROP_PADDING} (pixels of zero "
-                   "padding around the 32x32 image before the random crop)")
+    positive_int("crop_padding", 0, MAX_CROP_PADDING, "pixels of zero padding around the "
+                 "32x32 image before the random crop")
     for name in ("pretrained", "resume", "nesterov", "tta_flip", "amp"):
         boolean(name)
     one_of("recipe", tuple(RECIPES))

@@ -266,11 +266,11 @@ def _check_resume(run_dir: Path, cfg: LabConfig) -> None:
     # A parameter added after the run was started is missing from its config.json; the run
     # used what that parameter's lab default does (new parameters default to old behaviour).
     saved = {**config_dict(LAB), **saved}
-    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved.get(k) != now[k])
+    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved[k] != now[k])
     if diff:
         raise ConfigError(
             f"parameter resume=True but run_dir={str(run_dir)!r} was started with different "
-            + ", ".join(f"{k}={saved.get(k)!r} (now {now[k]!r})" for k in diff)
+            + ", ".join(f"{k}={saved[k]!r} (now {now[k]!r})" for k in diff)
             + "; resume with the same parameters or choose another run_dir")
 
 

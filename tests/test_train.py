@@ -1,9 +1,9 @@
 """fit: learns, writes its run directory, survives interrupts and resumes exactly."""
+import json
 import os
 import signal
 import subprocess
 import sys
-import json
 import time
 
 import pandas as pd
