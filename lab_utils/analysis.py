@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from . import runs
+from .config import saved_config
 from .data import CLASSES
 from .paths import resolve
 
@@ -22,16 +23,17 @@ def find_runs(folder: str | Path) -> list[Path]:
     return sorted(p for p in root.iterdir() if (p / "history.csv").is_file())
 
 
-def load_runs(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
-    """All epochs of all runs in one long table, with each run's name, dropout,
-    augmentation and seed (from its `config.json`) on every row."""
+def load_runs(run_dirs: Iterable[str | Path],
+              keys: Sequence[str] = ("dropout", "augment", "seed")) -> pd.DataFrame:
+    """All epochs of all runs in one long table, with each run's name and the parameters
+    `keys` (from its `config.json`, today's names) on every row."""
     frames = []
     for d in run_dirs:
         d = resolve(d)
-        cfg = runs.load_config(d)
+        cfg = saved_config(runs.load_config(d))
         h = runs.load_history(d)
         h.insert(0, "run", d.name)
-        for key in ("dropout", "augment", "seed"):
+        for key in keys:
             h[key] = cfg[key]
         frames.append(h)
     return pd.concat(frames, ignore_index=True)

@@ -11,9 +11,11 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from .config import LAB
+
 
 def random_crop_flip(x: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor,
-                     flip: torch.Tensor, padding: int = 4) -> torch.Tensor:
+                     flip: torch.Tensor, padding: int = LAB.crop_padding) -> torch.Tensor:
     """Crop each image of `x` (N x C x H x W) at offset (dy[i], dx[i]) of its zero-padded
     copy and mirror it left-right where flip[i] is True.
 
@@ -39,7 +41,7 @@ def normalize(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> t
 
 
 def draw_crop_flip(n: int, generator: torch.Generator | None = None,
-                   padding: int = 4) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                   padding: int = LAB.crop_padding) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Random (dy, dx, flip) for `n` images: offsets uniform in 0..2*padding, fair flips."""
     dy = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
     dx = torch.randint(0, 2 * padding + 1, (n,), generator=generator)
@@ -48,7 +50,7 @@ def draw_crop_flip(n: int, generator: torch.Generator | None = None,
 
 
 def crop_flip_frequencies(dy: torch.Tensor, dx: torch.Tensor, flip: torch.Tensor,
-                          padding: int = 4) -> tuple[torch.Tensor, float]:
+                          padding: int = LAB.crop_padding) -> tuple[torch.Tensor, float]:
     """How often each crop offset and a flip were drawn: a (2p+1) x (2p+1) table of
     frequencies (rows dy, columns dx; uniform means each is 1/81 for p=4) and the flip rate."""
     side = 2 * padding + 1

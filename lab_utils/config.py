@@ -1,7 +1,10 @@
-"""The lab's defaults, the named recipes, and the checks every entry point runs.
+"""The lab's defaults, the presets, and the checks every entry point runs.
 
-Every notebook, the ablation runner and the benchmark build their settings through
-`make_config`, so the lab's numbers live here and nowhere else.
+Every notebook, the grid runner and the benchmark build their settings through
+`make_config`, so the lab's numbers live here (`LabConfig`) and nowhere else. A preset
+is a papermill parameter file in `lab_utils/presets/`; it is applied first and every
+value given after it wins, in papermill (`-f preset.yaml -p name value`) and in Python
+(`make_config(recipe="fast", crop_padding=4)`) alike.
 """
 from __future__ import annotations
 
@@ -10,7 +13,10 @@ import dataclasses
 import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 # The CI-scale switch: pytest sets it (tests/conftest.py) so that every notebook runs on
 # a tiny generated dataset for a moment instead of on CIFAR-10 for half an hour.
@@ -18,11 +24,21 @@ SMOKE_ENV = "LAB_SMOKE"
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASETS = ("cifar10", "synthetic")
-DATA_PATHS = ("tensor", "dataloader")
+LOADERS = ("tensor", "dataloader")
 AUGMENTS = ("lab", "none")
 SCHEDULES = ("multistep", "onecycle")
 STEMS = ("imagenet", "cifar")
+ARCHS = ("resnet18", "resnet34", "plain18", "plain34")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 MAX_CROP_PADDING = 16
+NUM_CLASSES = 10
+# Test, validation and clean-train passes only measure, so they use larger batches.
+EVAL_BATCH_SIZE = 512
+PRESET_DIR = Path(__file__).parent / "presets"
+# Parameters renamed since runs were first saved: old config.json files still load.
+# amp (True/False) became precision ("auto"/"fp32").
+RENAMED = {"data_path": "loader", "amp": "precision"}
+OLD_VALUES = {"amp": {True: "auto", False: "fp32"}}
 
 
 @dataclass
@@ -44,41 +60,45 @@ class LabConfig:
     device: str = "auto"
     num_workers: int = 2
     resume: bool = False
-    # Beyond the lab: how data is fed, what is measured, and the faster recipes.
-    recipe: str = "lab"
+    # Beyond the lab: how data is fed, what is measured, and the faster presets.
+    recipe: str = "lab"  # the preset applied first: lab_utils/presets/<recipe>.yaml
     dataset: str = "cifar10"
-    data_path: str = "tensor"
+    loader: str = "tensor"  # "tensor": whole batches on the device; "dataloader": the lab's
     augment: str = "lab"
     crop_padding: int = 4  # the lab's RandomCrop(32, padding=4); 0 leaves only the flip
     train_subset: int = 0  # 0: the whole training split
-    clean_train_subset: int = 0  # >0: also measure this many training images in eval mode
+    val_size: int = 0  # >0: hold out this many training images (class-balanced, fixed)
+    clean_train_subset: int = 10_000  # training images also measured in eval mode (0: off)
     schedule: str = "multistep"
     nesterov: bool = False
     label_smoothing: float = 0.0
     tta_flip: bool = False
+    arch: str = "resnet18"  # plain18/plain34: the same network without shortcuts
     stem: str = "imagenet"
-    amp: bool = True  # mixed precision where it is faster: CUDA, and CPUs with native bf16
+    precision: str = "auto"  # auto: bf16/fp16 autocast on CUDA, fp32 elsewhere; or fp32, bf16, fp16
 
 
 LAB = LabConfig()
 
-# Recipes beyond the lab. Each entry overrides the lab's values; whatever a user sets
-# explicitly to something other than the lab's default wins over the recipe.
-RECIPES: dict[str, dict[str, Any]] = {
-    "lab": {},
-    # One-cycle LR, larger batches, label smoothing, no dropout and flip test-time
-    # augmentation: the usual fast-training tricks (fast.ai, airbench), same model. The
-    # flip without the random crop: in 5 epochs the crop regularises more than it helps
-    # (each pixel less of padding gained test accuracy; README, Results).
-    "fast": dict(epochs=5, batch_size=256, lr=0.2, schedule="onecycle", nesterov=True,
-                 label_smoothing=0.1, dropout=0.0, tta_flip=True, crop_padding=0,
-                 milestones=[]),
-    # The common CIFAR ResNet-18: 3x3 stride-1 stem, no max-pool. About 15x the compute
-    # of the lab's model per image, so meant for a GPU.
-    "cifar_stem": dict(epochs=30, batch_size=256, lr=0.2, schedule="onecycle", nesterov=True,
-                       label_smoothing=0.1, dropout=0.0, tta_flip=True, stem="cifar",
-                       pretrained=False, milestones=[]),
-}
+
+def preset_names() -> list[str]:
+    """The presets `recipe` may name: "lab" (the defaults) and every file in presets/."""
+    return ["lab"] + sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def preset_path(name: str) -> Path:
+    """The parameter file of preset `name`, for papermill's `-f`."""
+    return PRESET_DIR / f"{name}.yaml"
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """The values preset `name` sets (empty for "lab"), read as papermill reads `-f`."""
+    if name == "lab":
+        return {}
+    path = preset_path(name)
+    if not isinstance(name, str) or not path.is_file():
+        raise _bad("recipe", name, "one of " + ", ".join(repr(r) for r in preset_names()))
+    return yaml.safe_load(path.read_text()) or {}
 
 
 class ConfigError(ValueError):
@@ -95,6 +115,8 @@ def validate(cfg: LabConfig) -> LabConfig:
     Raises `ConfigError` naming the parameter, the value given and what is allowed;
     returns `cfg` unchanged when it is fine. Device availability is checked too, so a
     run asking for `cuda` on a machine without one fails here rather than mid-epoch.
+    Sizes that depend on the data found (subsets, batch size) are checked when the
+    data is loaded (`lab_utils.train.build_batches`).
     """
     def positive_int(name: str, minimum: int = 1, maximum: int | None = None,
                      meaning: str = "") -> None:
@@ -137,16 +159,28 @@ def validate(cfg: LabConfig) -> LabConfig:
     positive_int("num_workers", 0)
     positive_int("train_subset", 0)
     positive_int("clean_train_subset", 0)
+    positive_int("val_size", 0)
+    if cfg.val_size % NUM_CLASSES:
+        raise _bad("val_size", cfg.val_size, f"a multiple of {NUM_CLASSES} (the validation "
+                   "split takes the same number of images from every class), e.g. 5000")
     positive_int("crop_padding", 0, MAX_CROP_PADDING, "pixels of zero padding around the "
                  "32x32 image before the random crop")
-    for name in ("pretrained", "resume", "nesterov", "tta_flip", "amp"):
+    for name in ("pretrained", "resume", "nesterov", "tta_flip"):
         boolean(name)
-    one_of("recipe", tuple(RECIPES))
+    one_of("recipe", tuple(preset_names()))
     one_of("dataset", DATASETS)
-    one_of("data_path", DATA_PATHS)
+    one_of("loader", LOADERS)
     one_of("augment", AUGMENTS)
     one_of("schedule", SCHEDULES)
+    one_of("arch", ARCHS)
     one_of("stem", STEMS)
+    one_of("precision", PRECISIONS)
+    if cfg.precision == "fp16" and not cfg.device.startswith("cuda"):
+        raise _bad("precision", cfg.precision, "'fp16' only with device='cuda' (fp16 autocast "
+                   "needs a GPU; use 'auto', 'fp32' or 'bf16')")
+    if cfg.arch.startswith("plain") and cfg.pretrained:
+        raise _bad("pretrained", cfg.pretrained, f"False with arch={cfg.arch!r} (ImageNet "
+                   "weights exist only for the networks with shortcuts)")
     if not isinstance(cfg.data_dir, str) or not cfg.data_dir:
         raise _bad("data_dir", cfg.data_dir, "a non-empty path string")
     if not isinstance(cfg.run_dir, str):
@@ -188,39 +222,59 @@ def check_device(device: str) -> None:
                    "available here; use 'auto' or 'cpu'")
 
 
+def upgrade_names(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` with renamed parameters under their new names (`RENAMED`), so that old
+    `config.json` files and old commands keep working; both names at once is an error."""
+    params = dict(params)
+    for old, new in RENAMED.items():
+        if old in params:
+            if new in params and params[new] != OLD_VALUES.get(old, {}).get(params[old],
+                                                                             params[old]):
+                raise ConfigError(f"parameter {old}={params[old]!r} is the old name of {new}, "
+                                  f"which is also given ({new}={params[new]!r}); pass only {new}")
+            value = params.pop(old)
+            params[new] = OLD_VALUES.get(old, {}).get(value, value)
+    return params
+
+
 def make_config(**params: Any) -> LabConfig:
     """Build and validate a `LabConfig` from keyword parameters (the notebook's cell).
 
-    Unknown names are an error, not a warning: papermill only warns about a `-p` name
-    the notebook does not declare, and a typo such as `-p epoch 3` would otherwise
-    silently train for 15 epochs. A `recipe` other than "lab" fills in its values for
-    every parameter still at the lab's default.
+    The preset named by `recipe` (default "lab": no changes) is applied first, then every
+    value given here, so the last value wins: `make_config(recipe="fast", crop_padding=4)`
+    trains the fast preset with the lab's padding. Unknown names are an error, not a
+    warning: papermill only warns about a `-p` name the notebook does not declare, and a
+    typo such as `-p epoch 3` would otherwise silently train for 15 epochs. Milestones
+    after the last epoch (a short trial run) are dropped with a printed note, since the
+    schedule would never reach them.
     """
+    params = upgrade_names(params)
     known = {f.name for f in dataclasses.fields(LabConfig)}
     unknown = sorted(set(params) - known)
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; known parameters: "
                           + ", ".join(sorted(known)))
-    recipe = params.get("recipe", "lab")
-    if recipe not in RECIPES:
-        raise _bad("recipe", recipe, "one of " + ", ".join(repr(r) for r in RECIPES))
-    merged = dict(RECIPES[recipe])
-    for name, value in params.items():
-        if name not in merged or value != getattr(LAB, name):
-            merged[name] = value
-    if isinstance(merged.get("milestones"), tuple):
-        merged["milestones"] = list(merged["milestones"])
+    merged = {**load_preset(params.get("recipe", "lab")), **params}
+    epochs, milestones = merged.get("epochs", LAB.epochs), merged.get("milestones", LAB.milestones)
+    if isinstance(milestones, (list, tuple)) and isinstance(epochs, int):
+        late = [m for m in milestones if isinstance(m, int) and m > epochs]
+        if late:
+            print(f"Note: milestones {late} come after the last epoch (epochs={epochs}) and "
+                  "are dropped: the learning rate would never be decayed there.")
+        merged["milestones"] = [m for m in milestones if m not in late]
     return validate(LabConfig(**merged))
 
 
 def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
-    """The training parameters defined in a notebook's namespace (pass `globals()`).
+    """The training parameters a notebook was given (pass `globals()`).
 
-    Papermill writes its `-p` values into a cell starting with "# Parameters" and only
-    warns about names the notebook does not declare; this reads that cell from IPython's
-    input history (`In`) and raises `ConfigError` for any name that is not a parameter.
+    Run by papermill, these are the values it injected (from `-f` files and `-p`, in a
+    cell starting with "# Parameters", read from IPython's input history `In`), so that a
+    preset named by `recipe` is applied before them. Run by hand, they are every value of
+    the parameters cell. Names that are not parameters raise `ConfigError`: papermill
+    itself only warns about them.
     """
-    known = {f.name for f in dataclasses.fields(LabConfig)}
+    known = {f.name for f in dataclasses.fields(LabConfig)} | set(RENAMED)
     for source in namespace.get("In", []):
         if source.lstrip().startswith("# Parameters"):
             given = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
@@ -228,7 +282,8 @@ def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
             if given - known:
                 raise ConfigError(
                     f"unknown parameter(s) {', '.join(sorted(given - known))} passed to "
-                    f"papermill; known parameters: {', '.join(sorted(known))}")
+                    f"papermill; known parameters: {', '.join(sorted(known - set(RENAMED)))}")
+            return {name: namespace[name] for name in given}
     return {name: namespace[name] for name in known if name in namespace}
 
 
@@ -241,14 +296,16 @@ def ci_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     """Shrink `cfg` to a seconds-long run on generated data when LAB_SMOKE=1, else return it.
 
     The schedule keeps its shape (one milestone, one decay) so that the plotting and
-    analysis code paths are the ones a real run takes. The run goes to a fresh folder
-    under runs/smoke/ unless `keep_run_dir`.
+    analysis code paths are the ones a real run takes; 200 training images keep it light
+    enough for CI on a busy machine. The run goes to a fresh folder under runs/smoke/
+    unless `keep_run_dir`.
     """
     if not smoke_scale():
         return cfg
     small = dict(dataset="synthetic", epochs=2, batch_size=32, pretrained=False,
                  num_workers=0, device="cpu", milestones=[1] if cfg.milestones else [],
-                 clean_train_subset=min(cfg.clean_train_subset, 200))
+                 train_subset=200, val_size=min(cfg.val_size, 100),
+                 clean_train_subset=min(cfg.clean_train_subset, 100))
     if not keep_run_dir:
         # A smoke run never writes into (or collides with) a real run's folder.
         small["run_dir"] = f"runs/smoke/{os.getpid()}-{time.time_ns()}"
@@ -258,3 +315,10 @@ def ci_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
 def config_dict(cfg: LabConfig) -> dict[str, Any]:
     """The config as a plain dict (what `config.json` of a run directory holds)."""
     return dataclasses.asdict(cfg)
+
+
+def saved_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A run's `config.json` as today's parameters: old names renamed, and parameters added
+    since the run was saved filled with their lab default (which is what the run used:
+    a new parameter's default keeps the old behaviour)."""
+    return {**config_dict(LAB), **upgrade_names(saved)}

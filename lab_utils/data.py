@@ -8,6 +8,7 @@ tests and smoke runs is only ever used when asked for (`dataset="synthetic"`).
 from __future__ import annotations
 
 import io
+import os
 import socket
 from pathlib import Path
 from typing import Iterator
@@ -20,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import CIFAR10, ImageFolder
 
 from .augment import draw_crop_flip, normalize, random_crop_flip
+from .config import LAB
 from .paths import atomic_write_bytes, resolve
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -35,7 +37,7 @@ class DataUnavailableError(RuntimeError):
     """CIFAR-10 is neither in `data_dir` nor downloadable; the message says what to do."""
 
 
-def train_transform(augment: str = "lab", padding: int = 4) -> T.Compose:
+def train_transform(augment: str = "lab", padding: int = LAB.crop_padding) -> T.Compose:
     """The lab's per-image training pipeline (crop with `padding` pixels of zero padding,
     4 in the lab; flip; ToTensor; Normalize); `augment="none"` keeps only ToTensor and
     Normalize."""
@@ -143,52 +145,238 @@ def make_synthetic(root: str | Path = SYNTHETIC_DIR, per_class_train: int = 50,
 def _source_for(dataset: str, data_dir: str | Path) -> tuple[str, Path]:
     if dataset == "synthetic":
         return "imagefolder", make_synthetic()
-    return find_source(data_dir)
+    kind, root = find_source(data_dir)
+    if kind == "cifar10":
+        check_archive(root)
+    return kind, root
+
+
+# --- The official archive -------------------------------------------------------------
+
+DAMAGED_ARCHIVE_MESSAGE = (
+    "{path} is damaged or incomplete ({why}). Nothing was deleted. Move it away (or delete "
+    "it) and put a complete cifar-10-python.tar.gz (170,498,071 bytes, md5 "
+    "c58f30108f718f92721af3b95e74349a) into {root}/, or leave the folder empty to download "
+    "it again, or point data_dir at an image-folder copy.")
+
+
+def _md5(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def check_archive(root: Path) -> None:
+    """Raise `DataUnavailableError` naming the file when the official CIFAR-10 in `root`
+    (`cifar-10-batches-py/` or `cifar-10-python.tar.gz`) is damaged or incomplete.
+
+    The extracted batches are checked first (each against torchvision's md5), then the
+    archive; a good copy of either is enough. Checksums of 170 MB take about a second and
+    need no network; nothing is deleted.
+    """
+    folder = root / CIFAR10.base_folder
+    if folder.is_dir():
+        bad = []
+        for name, md5 in CIFAR10.train_list + CIFAR10.test_list:
+            path = folder / name
+            if not path.is_file():
+                bad.append((path, "missing"))
+            elif _md5(path) != md5:
+                bad.append((path, f"{path.stat().st_size:,} bytes, checksum differs"))
+        if not bad:
+            return
+        if not (root / CIFAR10.filename).is_file():
+            path, why = bad[0]
+            raise DataUnavailableError(DAMAGED_ARCHIVE_MESSAGE.format(
+                path=path, why=why + (f"; {len(bad) - 1} more file(s) of "
+                                      f"{folder.name}/ too" if len(bad) > 1 else ""),
+                root=root).replace("cifar-10-python.tar.gz (", f"cifar-10-python.tar.gz "
+                                   f"(to re-extract {folder.name}/ from; ", 1))
+    archive = root / CIFAR10.filename
+    if archive.is_file() and _md5(archive) != CIFAR10.tgz_md5:
+        raise DataUnavailableError(DAMAGED_ARCHIVE_MESSAGE.format(
+            path=archive, why=f"{archive.stat().st_size:,} bytes, checksum differs", root=root))
+
+
+# --- Image folders ----------------------------------------------------------------------
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm"}
+BAD_IMAGES_MESSAGE = (
+    "{n} file(s) in {folder} cannot be used as 32x32 RGB CIFAR-10 images, so training does "
+    "not start (skipping them would silently change the dataset):\n{listing}\nReplace or "
+    "remove these files (re-extracting the archive you got the folder from usually fixes "
+    "it), then run again.")
+
+
+class BadImagesError(ValueError):
+    """Files of an image folder that cannot become 32x32 RGB images; the message lists them."""
+
+
+def image_files(folder: Path) -> list[tuple[Path, int]]:
+    """(path, label) of every image file in `folder/<class>/`, the classes in CIFAR-10's
+    order. Hidden files and folders (`.DS_Store`, `.ipynb_checkpoints/`) are ignored; a
+    missing class folder, an unknown one or a class without images is an error."""
+    present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    missing, extra = sorted(set(CLASSES) - set(present)), sorted(set(present) - set(CLASSES))
+    if missing or extra:
+        raise BadImagesError(
+            f"{folder} must hold one folder per CIFAR-10 class ({', '.join(CLASSES)}); "
+            + (f"missing: {missing}" if missing else "")
+            + ("; " if missing and extra else "") + (f"unexpected: {extra}" if extra else "")
+            + ". Rename or move the folders so that the names match.")
+    files = []
+    for label, name in enumerate(CLASSES):
+        found = sorted(p for p in (folder / name).rglob("*") if p.is_file()
+                       and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+        images = [p for p in found if p.suffix.lower() in IMAGE_SUFFIXES]
+        if not images:
+            raise BadImagesError(f"{folder / name} holds no image files "
+                                 f"({len(found)} other file(s)); every class needs images")
+        files += [(p, label) for p in images]
+    return files
+
+
+def _decode(path: Path) -> tuple[np.ndarray | None, str]:
+    """The image as a 32x32x3 uint8 array, or (None, what is wrong with the file)."""
+    try:
+        with Image.open(path) as img:
+            img.load()  # decodes everything: a truncated file fails here
+            if img.size != (32, 32):
+                return None, f"is {img.size[0]}x{img.size[1]} pixels, not 32x32"
+            return np.asarray(img.convert("RGB")), ""
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        return None, f"cannot be decoded ({type(err).__name__}: {err})"
+
+
+def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
+    files = image_files(folder)
+    images, bad = [], []
+    for path, _ in files:
+        array, why = _decode(path)
+        if array is None:
+            bad.append(f"  {path}: {why}")
+        else:
+            images.append(array)
+    if bad:
+        listing = "\n".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        raise BadImagesError(BAD_IMAGES_MESSAGE.format(n=len(bad), folder=folder, listing=listing))
+    labels = torch.tensor([y for _, y in files], dtype=torch.int64)
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).contiguous(), labels
+
+
+class CifarImageFolder(ImageFolder):
+    """torchvision's `ImageFolder` with the file list of `image_files`: CIFAR-10's classes in
+    their order, hidden files and folders ignored (the lab's per-image path)."""
+
+    def find_classes(self, directory):
+        return list(CLASSES), {name: i for i, name in enumerate(CLASSES)}
+
+    @staticmethod
+    def make_dataset(directory, class_to_idx, extensions=None, is_valid_file=None,
+                     allow_empty=False):
+        return [(str(p), y) for p, y in image_files(Path(directory))]
 
 
 def load_datasets(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10",
-                  augment: str = "lab", padding: int = 4) -> tuple[Dataset, Dataset]:
+                  augment: str = "lab", padding: int = LAB.crop_padding
+                  ) -> tuple[Dataset, Dataset]:
     """The lab's (train, test) datasets with per-image PIL transforms, as in the report
-    (`padding`: the random crop's zero padding in pixels)."""
+    (`padding`: the random crop's zero padding in pixels). Image folders are checked
+    first (`load_tensors`), so a bad file stops the run before training, not mid-epoch."""
     kind, root = _source_for(dataset, data_dir)
     train_tf, test_tf = train_transform(augment, padding), test_transform()
     if kind == "imagefolder":
-        return ImageFolder(root / "train", train_tf), ImageFolder(root / "test", test_tf)
+        for split in ("train", "test"):
+            load_tensors(data_dir, dataset, split)
+        return CifarImageFolder(root / "train", train_tf), CifarImageFolder(root / "test", test_tf)
     return CIFAR10(root, train=True, transform=train_tf, download=True), \
         CIFAR10(root, train=False, transform=test_tf, download=True)
 
 
-def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
-    ds = ImageFolder(folder)
-    if len(ds.classes) != len(CLASSES):
-        raise ValueError(f"{folder} has classes {ds.classes}; expected the 10 CIFAR-10 classes")
-    images = np.stack([np.asarray(Image.open(p).convert("RGB")) for p, _ in ds.samples])
-    labels = torch.tensor([y for _, y in ds.samples], dtype=torch.int64)
-    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
+def dataset_labels(ds: Dataset) -> torch.Tensor:
+    """The labels of a CIFAR10 or image-folder dataset, without loading any image."""
+    return torch.as_tensor(ds.targets, dtype=torch.int64)
+
+
+# --- The decode cache -------------------------------------------------------------------
+
+# Bump when the cache's contents or key change: older caches are then rebuilt.
+CACHE_VERSION = 2
+CACHE_ENV = "LAB_CACHE_DIR"  # where caches go when the data folder is read-only
+
+
+def folder_key(folder: Path) -> str:
+    """A fingerprint of every file under `folder`: relative path, size, modification and
+    change time. Any file added, removed, replaced or edited changes it; it takes a
+    stat per file (about a second for 60,000), not a decode."""
+    import hashlib
+
+    h = hashlib.sha1(str(CACHE_VERSION).encode())
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath) / name
+            st = path.stat()
+            h.update(f"{path.relative_to(folder)}|{st.st_size}|{st.st_mtime_ns}|"
+                     f"{st.st_ctime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def _cache_places(root: Path, split: str) -> list[Path]:
+    """Where the decoded split may be cached: beside the data, else in a user folder."""
+    name = f"cache-{split}-uint8.pt"
+    user = Path(os.environ.get(CACHE_ENV) or
+                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lab_utils")
+    import hashlib
+    return [root / name, user / hashlib.sha1(str(root).encode()).hexdigest()[:16] / name]
+
+
+def _read_cache(path: Path, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:
+    try:
+        saved = torch.load(path, weights_only=True)
+        if saved.get("key") == key:
+            return saved["images"], saved["labels"]
+    except Exception:  # cut off, another version, not a cache at all: rebuild it
+        pass
+    return None
 
 
 def load_tensors(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10",
                  split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """One split as (uint8 images N x 3 x 32 x 32, int64 labels), decoded once.
 
-    Image folders are decoded on first use and cached beside the data
-    (`cache-<split>-uint8.pt`), so later runs load them in about a second.
+    Image folders are checked and decoded on first use (a file that cannot become a 32x32
+    RGB image raises `BadImagesError` listing every such file) and cached beside the data
+    (`cache-<split>-uint8.pt`), or under ~/.cache/lab_utils/ (or $LAB_CACHE_DIR) when the
+    data folder is read-only. The cache is keyed on every file's path, size and times, so
+    it is rebuilt whenever a file is added, removed or replaced, and when it is damaged
+    or was written by another version; later runs load it in about a second.
     """
     kind, root = _source_for(dataset, data_dir)
     if kind == "cifar10":
         ds = CIFAR10(root, train=(split == "train"), download=True)
         return (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
                 torch.tensor(ds.targets, dtype=torch.int64))
-    cache = root / f"cache-{split}-uint8.pt"
-    n_files = sum(1 for p in (root / split).rglob("*") if p.is_file())
-    if cache.is_file():
-        saved = torch.load(cache)
-        if saved["n_files"] == n_files:
-            return saved["images"], saved["labels"]
+    key = folder_key(root / split)
+    places = _cache_places(root, split)
+    for path in places:
+        if path.is_file() and (cached := _read_cache(path, key)) is not None:
+            return cached
     images, labels = _decode_folder(root / split)
     buf = io.BytesIO()
-    torch.save({"images": images, "labels": labels, "n_files": n_files}, buf)
-    atomic_write_bytes(cache, buf.getvalue())
+    torch.save({"images": images, "labels": labels, "key": key, "version": CACHE_VERSION}, buf)
+    for path in places:
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+            break
+        except OSError as err:
+            print(f"Note: cannot write the decode cache {path} ({err.strerror}).")
+    else:
+        print("Note: the decoded images are not cached; every run decodes them again.")
     return images, labels
 
 
@@ -196,6 +384,7 @@ def load_tensors(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10"
 # trains on (and measures clean accuracy on) the same images.
 TRAIN_SUBSET_SEED = 12345
 CLEAN_SUBSET_SEED = 54321
+VAL_SPLIT_SEED = 2024
 
 
 def fixed_subset(n_total: int, n: int, seed: int = TRAIN_SUBSET_SEED) -> torch.Tensor:
@@ -217,7 +406,7 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  device: torch.device | str = "cpu", shuffle: bool = False,
                  augment: bool = False, generator: torch.Generator | None = None,
-                 channels_last: bool = False, padding: int = 4):
+                 channels_last: bool = False, padding: int = LAB.crop_padding):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -248,24 +437,14 @@ class TensorLoader:
             yield x, self.labels[pos]
 
 
-def make_loaders(images_labels_train: tuple[torch.Tensor, torch.Tensor],
-                 images_labels_test: tuple[torch.Tensor, torch.Tensor], batch_size: int,
-                 device: torch.device, augment: bool, generator: torch.Generator,
-                 channels_last: bool = False, padding: int = 4
-                 ) -> tuple[TensorLoader, TensorLoader]:
-    """(train, test) `TensorLoader`s for the fast path; test batches are never augmented."""
-    train = TensorLoader(*images_labels_train, batch_size, device, shuffle=True,
-                         augment=augment, generator=generator, channels_last=channels_last,
-                         padding=padding)
-    test = TensorLoader(*images_labels_test, 512, device, channels_last=channels_last)
-    return train, test
-
-
-def make_dataloaders(train_ds: Dataset, test_ds: Dataset, batch_size: int, num_workers: int,
-                     generator: torch.Generator, pin_memory: bool = False
-                     ) -> tuple[DataLoader, DataLoader]:
-    """(train, test) `DataLoader`s over per-image transforms: the lab's original path."""
-    kw = dict(num_workers=num_workers, pin_memory=pin_memory,
-              persistent_workers=num_workers > 0)
-    return (DataLoader(train_ds, batch_size, shuffle=True, generator=generator, **kw),
-            DataLoader(test_ds, 512, shuffle=False, **kw))
+def val_split(labels: torch.Tensor, n_val: int, seed: int = VAL_SPLIT_SEED
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(train, validation) indices: `n_val` images held out, the same number from every
+    class, chosen with a fixed seed (not the run's) so every run holds out the same ones."""
+    g = torch.Generator().manual_seed(seed)
+    per_class = n_val // len(CLASSES)
+    val = torch.cat([(labels == k).nonzero().flatten()[torch.randperm(int((labels == k).sum()), generator=g)[:per_class]]
+                     for k in range(len(CLASSES))]).sort().values
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[val] = False
+    return keep.nonzero().flatten(), val

@@ -1,13 +1,8 @@
-"""The environment a notebook runs in: Colab or not, and the versions that matter."""
+"""What notebooks show about their environment and the library: the versions that
+matter, and the source of a function."""
 from __future__ import annotations
 
 import platform
-import sys
-
-
-def in_colab() -> bool:
-    """True inside Google Colab."""
-    return "google.colab" in sys.modules
 
 
 def versions() -> str:
@@ -19,3 +14,13 @@ def versions() -> str:
 
     return (f"Python {platform.python_version()} | torch {torch.__version__} | "
             f"torchvision {torchvision.__version__} | lab_utils {__version__}")
+
+
+def show_source(*functions) -> "IPython.display.Markdown":
+    """The source code of `functions` as a Python code block, so that a notebook shows the
+    library's own code (what actually runs) instead of a copy that could drift from it."""
+    import inspect
+
+    from IPython.display import Markdown
+
+    return Markdown("\n\n".join(f"```python\n{inspect.getsource(f)}```" for f in functions))

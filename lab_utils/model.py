@@ -1,4 +1,5 @@
-"""The lab's model: torchvision's ResNet-18 with a Dropout + Linear head, and its variants."""
+"""The lab's model: torchvision's ResNet-18 with a Dropout + Linear head, and its variants
+(ResNet-34, the same networks without shortcuts, the CIFAR stem)."""
 from __future__ import annotations
 
 import urllib.error
@@ -6,46 +7,87 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models import ResNet18_Weights, resnet18
+from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, resnet34
+from torchvision.models.resnet import BasicBlock
 
-WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
+# arch -> (torchvision constructor, ImageNet weights)
+ARCHS = {"resnet18": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
+         "resnet34": (resnet34, ResNet34_Weights.IMAGENET1K_V1)}
+WEIGHTS = ARCHS["resnet18"][1]
 
 
 class WeightsUnavailableError(RuntimeError):
     """The ImageNet weights are not cached and cannot be downloaded."""
 
 
-def weights_path() -> Path:
-    """Where torch looks for the ImageNet ResNet-18 weights before downloading them."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(WEIGHTS.url).name
+def weights_path(arch: str = "resnet18") -> Path:
+    """Where torch looks for the ImageNet weights of `arch` before downloading them."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ARCHS[arch][1].url).name
 
 
 WEIGHTS_MESSAGE = (
-    "The ImageNet weights for resnet18 are not cached and cannot be downloaded. Download "
+    "The ImageNet weights for {arch} are not cached and cannot be downloaded. Download "
     "{url} on a machine with internet and put it at {path}, or pass pretrained=False to "
     "train from scratch.")
 
 
-def weights_message() -> str:
+def weights_message(arch: str = "resnet18") -> str:
     """What a student reads when the ImageNet weights cannot be fetched."""
-    return WEIGHTS_MESSAGE.format(url=WEIGHTS.url, path=weights_path())
+    return WEIGHTS_MESSAGE.format(arch=arch, url=ARCHS[arch][1].url, path=weights_path(arch))
+
+
+class PlainBlock(nn.Module):
+    """A `BasicBlock` without its shortcut: y = relu(F(x)) instead of relu(F(x) + x).
+
+    Same convolutions, BatchNorms and strides as the residual block it is made from, so a
+    plain network has the same layers and (without the 1x1 projections) almost the same
+    parameters: the "plain" baseline of He et al. (2016), Fig. 4.
+    """
+
+    def __init__(self, block: BasicBlock):
+        super().__init__()
+        self.conv1, self.bn1, self.relu = block.conv1, block.bn1, block.relu
+        self.conv2, self.bn2 = block.conv2, block.bn2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.relu(self.bn2(self.conv2(out)))
+
+
+def remove_shortcuts(model: nn.Module) -> nn.Module:
+    """Replace every residual block of a torchvision ResNet by its `PlainBlock`, in place."""
+    for stage in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for i, block in enumerate(stage):
+            stage[i] = PlainBlock(block)
+    return model
 
 
 def build_model(num_classes: int = 10, dropout: float = 0.5, pretrained: bool = True,
-                stem: str = "imagenet") -> nn.Module:
+                stem: str = "imagenet", arch: str = "resnet18") -> nn.Module:
     """torchvision `resnet18` with its head replaced by Dropout(dropout) + Linear(512, num_classes).
 
     `pretrained=True` loads the ImageNet weights through the weights enum (every layer
-    but the new head). `stem="cifar"` swaps the 7x7 stride-2 conv and the max-pool for a
-    3x3 stride-1 conv, the usual CIFAR variant that keeps 32x32 inputs at full
-    resolution into layer1 (about 15x the compute).
+    but the new head). `arch` picks the depth, 18 or 34, with shortcuts ("resnet18",
+    "resnet34") or without ("plain18", "plain34"; no ImageNet weights). `stem="cifar"`
+    swaps the 7x7 stride-2 conv and the max-pool for a 3x3 stride-1 conv, the usual CIFAR
+    variant that keeps 32x32 inputs at full resolution into layer1 (about 15x the compute).
     """
     if stem not in ("imagenet", "cifar"):
         raise ValueError(f"parameter stem={stem!r} is not allowed: one of 'imagenet', 'cifar'")
+    residual = arch.replace("plain", "resnet")
+    if residual not in ARCHS:
+        raise ValueError(f"parameter arch={arch!r} is not allowed: one of 'resnet18', "
+                         "'resnet34', 'plain18', 'plain34'")
+    if pretrained and arch.startswith("plain"):
+        raise ValueError(f"parameter pretrained=True is not allowed with arch={arch!r}: "
+                         "ImageNet weights exist only for the networks with shortcuts")
+    constructor, weights = ARCHS[residual]
     try:
-        model = resnet18(weights=WEIGHTS if pretrained else None)
+        model = constructor(weights=weights if pretrained else None)
     except (urllib.error.URLError, OSError) as err:
-        raise WeightsUnavailableError(weights_message()) from err
+        raise WeightsUnavailableError(weights_message(residual)) from err
+    if arch.startswith("plain"):
+        remove_shortcuts(model)
     if stem == "cifar":
         # The ImageNet stem's first conv has no counterpart at 3x3: it starts fresh.
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
@@ -71,3 +113,22 @@ def forward_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32)
         model(torch.zeros(input_size))
     model.train(was_training)
     return counter.get_total_flops()
+
+
+def block_gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
+                         ) -> dict[str, float]:
+    """L2 norm of the loss gradient with respect to every residual (or plain) block's
+    weights, for one batch in train mode: how much signal reaches each depth.
+
+    Blocks are named `layer<stage>.<index>`, from the input side to the output side.
+    """
+    model.train()
+    model.zero_grad(set_to_none=True)
+    nn.functional.cross_entropy(model(images), labels).backward()
+    norms = {}
+    for stage in range(1, 5):
+        for i, block in enumerate(getattr(model, f"layer{stage}")):
+            grads = [p.grad.flatten() for p in block.parameters() if p.grad is not None]
+            norms[f"layer{stage}.{i}"] = torch.cat(grads).norm().item()
+    model.zero_grad(set_to_none=True)
+    return norms

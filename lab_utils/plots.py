@@ -1,6 +1,7 @@
 """Figures of the lab, in seaborn's darkgrid style: curves, confusion matrix, image grids."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
@@ -23,22 +24,50 @@ def _mark_milestones(ax, milestones: Sequence[int]) -> None:
 
 def plot_history(history: pd.DataFrame, milestones: Sequence[int] = (), title: str = ""
                  ) -> plt.Figure:
-    """The lab's figure: loss and accuracy per epoch, train vs test (and clean train,
-    when the run measured it), with the LR milestones marked."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=80)
+    """The lab's figure: loss and accuracy per epoch, train vs test (and validation and
+    clean train, when the run measured them), with the LR milestones marked, and the
+    learning rate per epoch on a log scale."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=80,
+                             gridspec_kw={"width_ratios": [1, 1, 0.6]})
+    lines = [("train", "o-", "train (running, train mode)"), ("test", "o-", "test"),
+             ("val", "s-", "validation"), ("clean_train", "o--", "train (clean, eval mode)")]
     for ax, metric in zip(axes, ("loss", "acc")):
-        ax.plot(history.epoch, history[f"train_{metric}"], "o-", ms=3, label="train (running)")
-        ax.plot(history.epoch, history[f"test_{metric}"], "o-", ms=3, label="test")
-        if f"clean_train_{metric}" in history:
-            ax.plot(history.epoch, history[f"clean_train_{metric}"], "o--", ms=3,
-                    label="train (clean, eval mode)")
+        for name, style, label in lines:
+            if f"{name}_{metric}" in history:
+                ax.plot(history.epoch, history[f"{name}_{metric}"], style, ms=3, label=label)
         _mark_milestones(ax, milestones)
         ax.set_xlabel("epoch")
         ax.set_ylabel("cross-entropy loss" if metric == "loss" else "accuracy (%)")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[1].legend()
+    axes[1].legend(fontsize=8)
+    axes[2].semilogy(history.epoch, history.lr, "o-", ms=3, color="C4")
+    axes[2].set_xlabel("epoch")
+    axes[2].set_ylabel("learning rate (at the epoch's start)")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     if title:
         fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_runs(table: pd.DataFrame, by: str, metrics: Sequence[str] = ("train_loss", "test_acc"),
+              ) -> plt.Figure:
+    """Curves of many runs (a `lab_utils.analysis.load_runs` table) grouped by the config
+    value `by`: the mean over seeds as a line, every seed as a thin line."""
+    labels = {"train_loss": "training loss (running, train mode)", "test_acc": "test accuracy (%)",
+              "train_acc": "train accuracy (running, %)", "test_loss": "test loss"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), dpi=80)
+    for ax, metric in zip(np.atleast_1d(axes), metrics):
+        for i, (value, g) in enumerate(table.groupby(by, sort=False)):
+            for _, run in g.groupby("run"):
+                ax.plot(run.epoch, run[metric], "-", lw=0.8, alpha=0.4, color=f"C{i}")
+            mean = g.groupby("epoch")[metric].mean()
+            ax.plot(mean.index, mean.values, "o-", ms=3, color=f"C{i}",
+                    label=f"{value} (mean of {g.run.nunique()})")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(labels.get(metric, metric))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    np.atleast_1d(axes)[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
 
@@ -110,8 +139,8 @@ def plot_frequency_table(freq: torch.Tensor, title: str, ax=None) -> plt.Axes:
     """Heatmap of a crop-offset frequency table (rows dy, columns dx), as % of draws."""
     if ax is None:
         _, ax = plt.subplots(figsize=(3.6, 3), dpi=80)
-    sns.heatmap(100 * freq.numpy(), annot=True, fmt=".1f", cmap="Blues", cbar=False,
-                annot_kws={"fontsize": 6}, ax=ax)
+    sns.heatmap(100 * freq.numpy(), annot=True, fmt=".1f", cmap="Blues",
+                cbar_kws={"label": "% of draws"}, annot_kws={"fontsize": 6}, ax=ax)
     ax.set_xlabel("dx (column offset)")
     ax.set_ylabel("dy (row offset)")
     ax.set_title(title, fontsize=9)
@@ -121,16 +150,18 @@ def plot_frequency_table(freq: torch.Tensor, title: str, ax=None) -> plt.Axes:
 def plot_gaps(summary: pd.DataFrame, milestones: Sequence[int] = ()) -> plt.Figure:
     """Train-test accuracy gaps per epoch for every (dropout, augment) cell of the ablation:
     running gap (train mode, as the lab measured) and clean gap (eval mode, no augmentation),
-    mean over seeds with a band of +- one standard deviation."""
-    panels = [("running_gap", "running train acc - test acc"),
-              ("clean_gap", "clean train acc - test acc"), ("test_acc", "test accuracy (%)")]
+    in percentage points, the mean over seeds with a band of +- one standard deviation of
+    the seeds. The lab's own cell (dropout 0.5, its augmentation) is drawn thicker."""
+    panels = [("running_gap", "running train acc - test acc (pp)"),
+              ("clean_gap", "clean train acc - test acc (pp)"), ("test_acc", "test accuracy (%)")]
     panels = [p for p in panels if f"{p[0]}_mean" in summary]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.6), dpi=80)
     for ax, (col, label) in zip(np.atleast_1d(axes), panels):
         for i, ((dropout, augment), g) in enumerate(summary.groupby(["dropout", "augment"])):
             mean, std = g[f"{col}_mean"], g[f"{col}_std"].fillna(0)
-            ax.plot(g.epoch, mean, "o-", ms=3, color=f"C{i}",
-                    label=f"dropout {dropout}, aug {augment}")
+            lab = dropout == 0.5 and augment == "lab"
+            ax.plot(g.epoch, mean, "o-", ms=4 if lab else 3, lw=3 if lab else 1.5, color=f"C{i}",
+                    label=f"dropout {dropout}, aug {augment}" + (" (the lab)" if lab else ""))
             ax.fill_between(g.epoch, mean - std, mean + std, color=f"C{i}", alpha=0.2)
         if col != "test_acc":
             ax.axhline(0, color="black", lw=0.8)
@@ -152,3 +183,24 @@ def show_misclassified(images: torch.Tensor, predictions: pd.DataFrame, n: int =
     titles = [f"{classes[t]}\n-> {classes[p]} {c:.0%}"
               for t, p, c in zip(wrong.true, wrong.pred, wrong.confidence)]
     return show_images(images[torch.tensor(wrong["index"].to_numpy())], titles, ncols=10, size=1.1)
+
+
+def save_curves(run_dir: str | Path) -> Path:
+    """Write a run's curves (`plot_history` of its history.csv) to `curves.png` in the run
+    directory and return the path: `python -m lab_utils.plots results/lab-cpu-seed0`."""
+    from . import runs
+    from .paths import resolve
+
+    run_dir = resolve(run_dir)
+    fig = plot_history(runs.load_history(run_dir), runs.load_config(run_dir)["milestones"],
+                       title=run_dir.name)
+    fig.savefig(run_dir / "curves.png")
+    plt.close(fig)
+    return run_dir / "curves.png"
+
+
+if __name__ == "__main__":
+    import sys
+
+    for folder in sys.argv[1:]:
+        print(save_curves(folder))

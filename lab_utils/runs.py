@@ -1,6 +1,8 @@
 """Run directories: what a training run leaves on disk, written so that nothing is lost.
 
-A run directory holds `config.json`, `history.csv` (one row per finished epoch),
+A run directory holds `config.json`, `history.csv` (one row per finished epoch: the
+lab's train and test metrics, the learning rate and the epoch's time (train and test
+passes), then, when measured, validation and clean-train metrics and their time),
 `checkpoint.pt` (the state to resume from), and, once the run ends, `metrics.json` and
 `predictions.csv` (true label, predicted label and confidence for every test image).
 Every file is replaced atomically, so an interrupt leaves the last finished epoch intact.
@@ -18,9 +20,6 @@ import torch
 
 from .paths import atomic_write_bytes, atomic_write_text, resolve
 
-HISTORY_COLUMNS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr",
-                   "epoch_time_s"]
-CLEAN_COLUMNS = ["clean_train_loss", "clean_train_acc"]
 
 
 def new_run_dir(run_dir: str, recipe: str = "lab") -> Path:

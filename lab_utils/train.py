@@ -21,21 +21,22 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
-from tqdm.auto import tqdm
 
 from . import runs
-from .config import LAB, ConfigError, LabConfig, config_dict, validate
-from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, fixed_subset,
-                   load_datasets, load_tensors, make_dataloaders, make_loaders)
+from .config import (EVAL_BATCH_SIZE, ConfigError, LabConfig, config_dict, saved_config,
+                     validate)
+from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, dataset_labels,
+                   fixed_subset, load_datasets, load_tensors, val_split)
 from .model import build_model
 
 WORKERS_MESSAGE = (
     "The DataLoader's {num_workers} worker processes failed ({error}). This is common in "
-    "Jupyter on Windows and macOS: use num_workers=0, or data_path='tensor' (the default), "
+    "Jupyter on Windows and macOS: use num_workers=0, or loader='tensor' (the default), "
     "which needs no worker processes.")
 
-# Fields that may change between an interrupted run and its resumption.
-RESUMABLE_CHANGES = {"resume", "device", "num_workers", "data_dir", "data_path"}
+# Fields that may change between an interrupted run and its resumption (a run directory
+# may also be moved, e.g. from runs/ into results/).
+RESUMABLE_CHANGES = {"resume", "device", "num_workers", "data_dir", "loader", "run_dir"}
 
 
 @dataclass
@@ -99,31 +100,28 @@ def _set_rng_state(state: dict[str, Any], data_gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU has bf16 instructions (AVX512-BF16 or AMX), where bf16 autocast
-    measured faster than fp32 (see lab_utils.bench); elsewhere it would be slower."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+def autocast_for(device: torch.device, precision: str = "auto"):
+    """(autocast context, grad scaler) for `device` and the `precision` parameter.
 
-
-def autocast_for(device: torch.device, amp: bool = True):
-    """(autocast context, grad scaler or None) for `device`: bf16 on GPUs that support it,
-    fp16 with a grad scaler on older GPUs, bf16 on CPUs with native bf16, else fp32."""
-    if amp and device.type == "cuda":
+    "auto": on CUDA, bf16 where the GPU supports it, else fp16 with a scaler that keeps
+    small gradients from underflowing; everywhere else fp32. CPUs stay in fp32 because
+    bf16 autocast measured slower there on an Intel Xeon with AMX and no faster on an
+    AMD EPYC (README, "Speed"): the automatic choice must never be slower than fp32.
+    "fp32", "bf16" and "fp16" ask for one precision. The scaler is a pass-through
+    (disabled) everywhere but fp16.
+    """
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if precision == "auto" and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        scaler = torch.amp.GradScaler("cuda") if dtype == torch.float16 else None
-        return torch.autocast("cuda", dtype=dtype), scaler
-    if amp and device.type == "cpu" and cpu_has_native_bf16():
-        return torch.autocast("cpu", dtype=torch.bfloat16), None
-    return nullcontext(), None
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    if dtype is None:
+        return nullcontext(), scaler
+    return torch.autocast(device.type, dtype=dtype), scaler
 
 
-def precision_name(device: torch.device, amp: bool = True) -> str:
-    """The compute precision `autocast_for` picks on `device`: bfloat16, float16 or float32."""
-    autocast, _ = autocast_for(device, amp)
+def precision_name(device: torch.device, precision: str = "auto") -> str:
+    """The compute precision `autocast_for` picks: bfloat16, float16 or float32."""
+    autocast, _ = autocast_for(device, precision)
     return str(getattr(autocast, "fast_dtype", "float32")).replace("torch.", "")
 
 
@@ -133,8 +131,16 @@ def uses_channels_last(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
+class DivergedError(RuntimeError):
+    """The training loss became NaN or infinite; the message names where and what to try."""
+
+    def __init__(self, batch: int, loss: float, message: str = ""):
+        super().__init__(message or f"the training loss became {loss} at batch {batch}")
+        self.batch, self.loss = batch, loss
+
+
 def evaluate(model: nn.Module, batches: Iterable, device: torch.device,
-             tta_flip: bool = False, keep_predictions: bool = False, amp: bool = True
+             tta_flip: bool = False, keep_predictions: bool = False, precision: str = "auto"
              ) -> tuple[float, float, pd.DataFrame | None]:
     """Mean cross-entropy and accuracy (%) of `model` in eval mode over `batches`.
 
@@ -142,117 +148,177 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device,
     `keep_predictions`, also returns a DataFrame of true label, predicted label and
     confidence (the top softmax probability) per image, in loader order.
     """
-    model.eval()
-    autocast, _ = autocast_for(device, amp)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    n, kept = 0, []
-    with torch.inference_mode():
+    model.eval()  # Dropout off, BatchNorm uses its running statistics
+    autocast, _ = autocast_for(device, precision)
+    loss_sum, correct, n, kept = 0.0, 0, 0, []
+    with torch.inference_mode():  # no gradients are needed to measure
         for x, y in batches:
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            x, y = x.to(device), y.to(device)
             with autocast:
                 probs = model(x).float().softmax(1)
                 if tta_flip:
                     probs = (probs + model(x.flip(3)).float().softmax(1)) / 2
             loss_sum += nn.functional.nll_loss(probs.clamp_min(1e-12).log(), y, reduction="sum")
-            conf, pred = probs.max(1)
+            confidence, pred = probs.max(1)
             correct += (pred == y).sum()
             n += len(y)
             if keep_predictions:
-                kept.append(torch.stack([y.float(), pred.float(), conf]).T.cpu())
+                kept.append(torch.stack([y.float(), pred.float(), confidence]).T.cpu())
     preds = None
     if keep_predictions:
         arr = torch.cat(kept).numpy()
         preds = pd.DataFrame({"index": np.arange(len(arr)), "true": arr[:, 0].astype(int),
                               "pred": arr[:, 1].astype(int), "confidence": arr[:, 2].round(5)})
-    return loss_sum.item() / n, 100.0 * correct.item() / n, preds
+    return float(loss_sum) / n, 100.0 * float(correct) / n, preds
 
 
 def train_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer,
                 criterion: nn.Module, device: torch.device, scheduler_per_batch=None,
-                desc: str = "train", progress: bool = False, amp: bool = True
-                ) -> tuple[float, float]:
-    """One epoch of training in train mode; returns the loss and accuracy (%) accumulated
-    over its batches, the lab's definition of train metrics. `scheduler_per_batch`, if
-    given, is stepped after every batch (one-cycle); a per-epoch scheduler is the caller's."""
-    model.train()
-    autocast, scaler = autocast_for(device, amp)
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    n = 0
-    for x, y in tqdm(batches, desc=desc, leave=False, disable=not progress):
+                precision: str = "auto") -> tuple[float, float]:
+    """One epoch of training in train mode: the lab's loop. Returns the loss and accuracy
+    (%) accumulated over the epoch's batches, the lab's definition of train metrics.
+
+    `scheduler_per_batch`, if given, is stepped after every batch (one-cycle); a
+    per-epoch scheduler is the caller's. Raises `DivergedError` naming the first batch
+    whose loss is NaN or infinite.
+    """
+    model.train()  # Dropout on, BatchNorm normalises with each batch's statistics
+    autocast, scaler = autocast_for(device, precision)
+    loss_sum, correct, n, losses = 0.0, 0, 0, []
+    for x, y in batches:
         if len(y) < 2:
             # BatchNorm cannot normalise one sample at layer4's 1x1 feature map; a last
             # batch of one is skipped instead of crashing the epoch.
             continue
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        x, y = x.to(device), y.to(device)
         with autocast:
             out = model(x)
             loss = criterion(out, y)
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        optimizer.zero_grad()
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         if scheduler_per_batch is not None:
             scheduler_per_batch.step()
+        # Sums stay tensors: reading a GPU number every batch would stall the GPU.
         loss_sum += loss.detach().float() * len(y)
         correct += (out.argmax(1) == y).sum()
         n += len(y)
-    return loss_sum.item() / max(n, 1), 100.0 * correct.item() / max(n, 1)
+        losses.append(loss.detach())
+        if device.type == "cpu" or len(losses) % 50 == 0:  # a check is a GPU sync
+            _check_finite(losses)
+    _check_finite(losses)
+    return float(loss_sum) / max(n, 1), 100.0 * float(correct) / max(n, 1)
 
 
-def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator):
-    """(train, test, clean-train or None, data description) for either data path."""
+def _check_finite(losses: list[torch.Tensor]) -> None:
+    finite = torch.isfinite(torch.stack(losses)) if losses else torch.ones(0, dtype=torch.bool)
+    if not finite.all():
+        first = int((~finite).nonzero()[0])
+        raise DivergedError(first + 1, losses[first].item())
+
+
+@dataclass
+class Batches:
+    """What `build_batches` returns: the loaders of one run and a description of the data."""
+
+    train: Iterable
+    test: Iterable
+    val: Iterable | None
+    clean: Iterable | None
+    description: str
+
+
+def _too_big(name: str, value: int, what: str) -> ConfigError:
+    return ConfigError(f"parameter {name}={value} does not fit the data: {what}")
+
+
+def split_indices(cfg: LabConfig, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                 torch.Tensor]:
+    """(train, validation, clean-train) indices into the training split, as `cfg` says.
+
+    The validation images are held out first (class-balanced, the same for every run);
+    `train_subset` is drawn from the rest, and the clean-train images from what is trained
+    on (at most `clean_train_subset`; all of them when there are fewer). Raises
+    `ConfigError` naming the parameter when a size does not fit the data found.
+    """
+    n_total = len(labels)
+    per_class = torch.bincount(labels, minlength=len(CLASSES))
+    if cfg.val_size:
+        if cfg.val_size // len(CLASSES) >= int(per_class.min()):
+            raise _too_big("val_size", cfg.val_size, f"the training split has {n_total} images, "
+                           f"{int(per_class.min())} in its smallest class; hold out fewer "
+                           "(e.g. a tenth) so that every class keeps training images")
+        train_idx, val_idx = val_split(labels, cfg.val_size)
+    else:
+        train_idx, val_idx = torch.arange(n_total), torch.zeros(0, dtype=torch.long)
+    if cfg.train_subset:
+        if cfg.train_subset > len(train_idx):
+            raise _too_big("train_subset", cfg.train_subset, f"only {len(train_idx)} training "
+                           f"images are left (split: {n_total}, val_size={cfg.val_size}); "
+                           "use a smaller subset or 0 for all of them")
+        train_idx = train_idx[fixed_subset(len(train_idx), cfg.train_subset)]
+    if cfg.batch_size > len(train_idx):
+        raise _too_big("batch_size", cfg.batch_size, f"only {len(train_idx)} images are "
+                       "trained on; use a batch no larger than that")
+    clean_idx = torch.zeros(0, dtype=torch.long)
+    if cfg.clean_train_subset:
+        n_clean = min(cfg.clean_train_subset, len(train_idx))
+        clean_idx = train_idx[fixed_subset(len(train_idx), n_clean, seed=CLEAN_SUBSET_SEED)]
+    return train_idx, val_idx, clean_idx
+
+
+def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator) -> Batches:
+    """The training, test, validation and clean-train batches of a run, on either loader:
+    "tensor" (uint8 images on the device, augmented per batch) or "dataloader" (the lab's
+    per-image transforms in worker processes)."""
     augment = cfg.augment == "lab"
-    on_gpu = device.type == "cuda"
     nhwc = uses_channels_last(device)
-    if cfg.data_path == "tensor":
-        train = load_tensors(cfg.data_dir, cfg.dataset, "train")
-        test = load_tensors(cfg.data_dir, cfg.dataset, "test")
-        if cfg.train_subset:
-            idx = fixed_subset(len(train[1]), cfg.train_subset)
-            train = (train[0][idx], train[1][idx])
-        train_b, test_b = make_loaders(train, test, cfg.batch_size, device, augment, gen,
-                                       channels_last=nhwc, padding=cfg.crop_padding)
-        clean_b = None
-        if cfg.clean_train_subset:
-            idx = fixed_subset(len(train[1]), cfg.clean_train_subset, seed=CLEAN_SUBSET_SEED)
-            clean_b = TensorLoader(train[0][idx], train[1][idx], 512, device,
-                                   channels_last=nhwc)
-        sizes = (len(train[1]), len(test[1]))
+    if cfg.loader == "tensor":
+        images, labels = load_tensors(cfg.data_dir, cfg.dataset, "train")
+        test_images, test_labels = load_tensors(cfg.data_dir, cfg.dataset, "test")
+        train_idx, val_idx, clean_idx = split_indices(cfg, labels)
+
+        def measure(idx: torch.Tensor) -> TensorLoader | None:
+            return TensorLoader(images[idx], labels[idx], EVAL_BATCH_SIZE, device,
+                                channels_last=nhwc) if len(idx) else None
+
+        train = TensorLoader(images[train_idx], labels[train_idx], cfg.batch_size, device,
+                             shuffle=True, augment=augment, generator=gen,
+                             channels_last=nhwc, padding=cfg.crop_padding)
+        test = TensorLoader(test_images, test_labels, EVAL_BATCH_SIZE, device,
+                            channels_last=nhwc)
+        n_test = len(test_labels)
     else:
         train_ds, test_ds = load_datasets(cfg.data_dir, cfg.dataset, cfg.augment,
                                           cfg.crop_padding)
-        if cfg.train_subset:
-            train_ds = Subset(train_ds, fixed_subset(len(train_ds), cfg.train_subset).tolist())
-        train_b, test_b = make_dataloaders(train_ds, test_ds, cfg.batch_size, cfg.num_workers,
-                                           gen, pin_memory=on_gpu)
-        clean_b = None
-        if cfg.clean_train_subset:
-            clean_ds, _ = load_datasets(cfg.data_dir, cfg.dataset, "none")
-            if cfg.train_subset:
-                clean_ds = Subset(clean_ds, train_ds.indices)
-            clean_ds = Subset(clean_ds, fixed_subset(len(clean_ds), cfg.clean_train_subset,
-                                                     seed=CLEAN_SUBSET_SEED).tolist())
-            clean_b = DataLoader(clean_ds, 512, num_workers=cfg.num_workers)
-        sizes = (len(train_ds), len(test_ds))
+        plain_ds, _ = load_datasets(cfg.data_dir, cfg.dataset, "none")  # test transform
+        train_idx, val_idx, clean_idx = split_indices(cfg, dataset_labels(train_ds))
+        workers = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
+                       persistent_workers=cfg.num_workers > 0)
+
+        def measure(idx: torch.Tensor) -> DataLoader | None:
+            return DataLoader(Subset(plain_ds, idx.tolist()), EVAL_BATCH_SIZE,
+                              **workers) if len(idx) else None
+
+        train = DataLoader(Subset(train_ds, train_idx.tolist()), cfg.batch_size, shuffle=True,
+                           generator=gen, **workers)
+        test = DataLoader(test_ds, EVAL_BATCH_SIZE, **workers)
+        n_test = len(test_ds)
     if cfg.dataset == "synthetic":
         data = f"generated images (not CIFAR-10) from {SYNTHETIC_DIR}"
     else:
         data = f"CIFAR-10 from {cfg.data_dir}"
-    data += f": {sizes[0]} train / {sizes[1]} test images"
-    return train_b, test_b, clean_b, data
+    data += f": {len(train_idx)} train / {len(val_idx)} val / {n_test} test images"
+    return Batches(train, test, measure(val_idx), measure(clean_idx), data)
 
 
 def model_and_optimizer(cfg: LabConfig, device: torch.device
                         ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The lab's model on `device` (channels_last where that is faster) and its SGD
     optimizer, as `cfg` says."""
-    model = build_model(len(CLASSES), cfg.dropout, cfg.pretrained, cfg.stem).to(device)
+    model = build_model(len(CLASSES), cfg.dropout, cfg.pretrained, cfg.stem, cfg.arch)
+    model = model.to(device)
     if uses_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
@@ -260,12 +326,11 @@ def model_and_optimizer(cfg: LabConfig, device: torch.device
     return model, optimizer
 
 
-def _check_resume(run_dir: Path, cfg: LabConfig) -> None:
-    saved = runs.load_config(run_dir)
+def check_resumable(run_dir: Path, cfg: LabConfig) -> None:
+    """Raise `ConfigError` unless the run saved in `run_dir` was made with `cfg` (up to the
+    parameters that may change between an interrupt and its resumption)."""
+    saved = saved_config(runs.load_config(run_dir))
     now = config_dict(cfg)
-    # A parameter added after the run was started is missing from its config.json; the run
-    # used what that parameter's lab default does (new parameters default to old behaviour).
-    saved = {**config_dict(LAB), **saved}
     diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved[k] != now[k])
     if diff:
         raise ConfigError(
@@ -274,16 +339,38 @@ def _check_resume(run_dir: Path, cfg: LabConfig) -> None:
             + "; resume with the same parameters or choose another run_dir")
 
 
+def epoch_line(row: dict[str, float], epochs: int) -> str:
+    """One epoch of the history as a line of text (what `fit` prints)."""
+    parts = [f"epoch {row['epoch']:>2}/{epochs}",
+             f"train loss {row['train_loss']:.3f} acc {row['train_acc']:5.2f}%"]
+    for name in ("val", "clean_train", "test"):
+        if f"{name}_acc" in row:
+            parts.append(f"{name.replace('_', ' ')} loss {row[f'{name}_loss']:.3f} "
+                         f"acc {row[f'{name}_acc']:5.2f}%")
+    parts += [f"lr {row['lr']:.0e}", f"{row['epoch_time_s']:.1f} s"]
+    return " | ".join(parts)
+
+
+DIVERGED_MESSAGE = (
+    "Training diverged in epoch {epoch}, batch {batch} of {n_batches}: the loss became "
+    "{loss} at learning rate {lr:.3g}. The {done} finished epoch(s) before it are saved in "
+    "{run_dir}. Try a smaller lr (e.g. {half:.3g}), or a warm-up (schedule='onecycle'); "
+    "check the data for broken images if the loss was large from the start.")
+
+
 def fit(cfg: LabConfig, progress: bool = True,
         on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> RunResult:
     """Train the lab's model as `cfg` says, writing a run directory as it goes.
 
+    Each epoch is the lab's: `train_epoch`, the scheduler's step, the test pass
+    (`evaluate`); then the measurements beyond the lab (validation split, clean train
+    accuracy) and the bookkeeping. With `progress`, one line of text per epoch is printed.
     After every epoch the history and a checkpoint (model, optimizer, scheduler and all
-    RNG states) are replaced atomically, so an interrupt keeps every finished epoch;
-    with `resume=True` the run continues from its checkpoint and ends with the same
-    history as an uninterrupted run of the same seed (on the CPU, bit for bit). A run
-    directory that already holds a run is never overwritten: pass `resume=True` or
-    choose another `run_dir`. `on_epoch_end` is called with each epoch's row.
+    RNG states) are replaced atomically, so an interrupt keeps every finished epoch; with
+    `resume=True` the run continues from its checkpoint and ends with the same history as
+    an uninterrupted run of the same seed (on the CPU, bit for bit). A run directory that
+    already holds a run is never overwritten. A NaN or infinite loss stops the run with
+    `DivergedError` naming the epoch and batch. `on_epoch_end` is called with each row.
     """
     validate(cfg)
     run_dir = runs.new_run_dir(cfg.run_dir, cfg.recipe)
@@ -293,7 +380,7 @@ def fit(cfg: LabConfig, progress: bool = True,
             raise ConfigError(
                 f"parameter run_dir={str(run_dir)!r} already holds a run; pass resume=True to "
                 "continue it, or choose another run_dir (or '' for a new one)")
-        _check_resume(run_dir, cfg)
+        check_resumable(run_dir, cfg)
         if runs.is_finished(run_dir):
             return RunResult(run_dir, runs.load_history(run_dir), runs.load_metrics(run_dir))
         checkpoint = runs.load_checkpoint(run_dir)
@@ -303,11 +390,11 @@ def fit(cfg: LabConfig, progress: bool = True,
     # The model first: missing ImageNet weights should fail before the data is loaded.
     model, optimizer = model_and_optimizer(cfg, device)
     data_gen = torch.Generator().manual_seed(cfg.seed)
-    train_b, test_b, clean_b, data_desc = build_batches(cfg, device, data_gen)
+    batches = build_batches(cfg, device, data_gen)
     per_batch = None
     if cfg.schedule == "onecycle":
         scheduler = per_batch = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=len(train_b))
+            optimizer, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=len(batches.train))
     else:
         scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
@@ -322,42 +409,43 @@ def fit(cfg: LabConfig, progress: bool = True,
     else:
         run_dir.mkdir(parents=True, exist_ok=True)
         runs.save_json(run_dir / "config.json", config_dict(cfg))
+    if progress:
+        print(f"{batches.description}; run directory {run_dir}")
 
-    start_epoch = len(history) + 1
     preds = None
-    bar = tqdm(range(start_epoch, cfg.epochs + 1), desc="epochs", disable=not progress,
-               initial=start_epoch - 1, total=cfg.epochs)
     try:
-        for epoch in bar:
+        for epoch in range(len(history) + 1, cfg.epochs + 1):
+            # The lab's epoch: train, step the schedule, test.
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
-            try:
-                train_loss, train_acc = train_epoch(model, train_b, optimizer, criterion,
-                                                    device, per_batch, f"epoch {epoch}",
-                                                    progress, cfg.amp)
-            except (RuntimeError, BrokenPipeError, EOFError, AttributeError) as err:
-                if cfg.data_path != "dataloader" or cfg.num_workers == 0:
-                    raise
-                raise RuntimeError(WORKERS_MESSAGE.format(num_workers=cfg.num_workers,
-                                                          error=err)) from err
+            train_loss, train_acc = _train_epoch_reported(
+                cfg, model, batches.train, optimizer, criterion, device, per_batch, epoch,
+                len(history), run_dir)
             if per_batch is None:
                 scheduler.step()
-            test_loss, test_acc, preds = evaluate(model, test_b, device, cfg.tta_flip,
+            test_loss, test_acc, preds = evaluate(model, batches.test, device, cfg.tta_flip,
                                                   keep_predictions=epoch == cfg.epochs,
-                                                  amp=cfg.amp)
+                                                  precision=cfg.precision)
             row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
-                       test_loss=test_loss, test_acc=test_acc, lr=lr)
-            if clean_b is not None:
-                row["clean_train_loss"], row["clean_train_acc"], _ = evaluate(
-                    model, clean_b, device, cfg.tta_flip, amp=cfg.amp)
-            row["epoch_time_s"] = round(time.perf_counter() - t0, 2)
+                       test_loss=test_loss, test_acc=test_acc, lr=lr,
+                       epoch_time_s=round(time.perf_counter() - t0, 2))
+            # Beyond the lab: measurements that change nothing in training, timed apart.
+            t1 = time.perf_counter()
+            for name, measured in (("val", batches.val), ("clean_train", batches.clean)):
+                if measured is not None:
+                    row[f"{name}_loss"], row[f"{name}_acc"], _ = evaluate(
+                        model, measured, device, cfg.tta_flip, precision=cfg.precision)
+            if batches.val is not None or batches.clean is not None:
+                row["measure_time_s"] = round(time.perf_counter() - t1, 2)
+            # Bookkeeping: a resumable checkpoint and the history, replaced atomically.
             history.append(row)
             runs.save_checkpoint(run_dir, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "history": history,
                 "rng": _rng_state(data_gen), "epoch": epoch})
             runs.save_history(run_dir, history)
-            bar.set_postfix(train_acc=f"{train_acc:.1f}", test_acc=f"{test_acc:.1f}")
+            if progress:
+                print(epoch_line(row, cfg.epochs), flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(row)
     except KeyboardInterrupt:
@@ -366,17 +454,38 @@ def fit(cfg: LabConfig, progress: bool = True,
         raise
 
     if preds is None:  # resumed after the last epoch was saved but before the run ended
-        _, _, preds = evaluate(model, test_b, device, cfg.tta_flip, keep_predictions=True,
-                               amp=cfg.amp)
+        _, _, preds = evaluate(model, batches.test, device, cfg.tta_flip,
+                               keep_predictions=True, precision=cfg.precision)
     runs.save_predictions(run_dir, preds)
     final = history[-1]
     metrics = {
         "final_epoch": final["epoch"], "test_acc": final["test_acc"],
         "test_loss": final["test_loss"], "train_acc": final["train_acc"],
+        **{k: final[k] for k in ("val_acc", "clean_train_acc") if k in final},
         "wall_time_s": round(sum(r["epoch_time_s"] for r in history), 1),
+        "measure_time_s": round(sum(r.get("measure_time_s", 0) for r in history), 1),
         "device": describe_device(device), "torch": torch.__version__,
-        "precision": precision_name(device, cfg.amp),
-        "data": data_desc, "seed": cfg.seed, "recipe": cfg.recipe,
+        "precision": precision_name(device, cfg.precision),
+        "data": batches.description, "seed": cfg.seed, "recipe": cfg.recipe,
     }
     runs.save_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, pd.DataFrame(history), metrics)
+
+
+def _train_epoch_reported(cfg: LabConfig, model: nn.Module, batches: Iterable,
+                          optimizer: torch.optim.Optimizer, criterion: nn.Module,
+                          device: torch.device, per_batch, epoch: int, done: int,
+                          run_dir: Path) -> tuple[float, float]:
+    """`train_epoch`, with its failures turned into messages that say what to do."""
+    try:
+        return train_epoch(model, batches, optimizer, criterion, device, per_batch, cfg.precision)
+    except DivergedError as err:
+        raise DivergedError(err.batch, err.loss, DIVERGED_MESSAGE.format(
+            epoch=epoch, batch=err.batch, n_batches=len(batches), loss=err.loss,
+            lr=optimizer.param_groups[0]["lr"], done=done, run_dir=run_dir,
+            half=cfg.lr / 2)) from None
+    except (RuntimeError, BrokenPipeError, EOFError, AttributeError) as err:
+        if cfg.loader != "dataloader" or cfg.num_workers == 0:
+            raise
+        raise RuntimeError(WORKERS_MESSAGE.format(num_workers=cfg.num_workers,
+                                                  error=err)) from err

@@ -1,7 +1,7 @@
 import pytest
 
-from lab_utils.config import (LAB, ConfigError, make_config, notebook_parameters,
-                              validate)
+from lab_utils.config import (LAB, ConfigError, LabConfig, load_preset, make_config,
+                              notebook_parameters, preset_path, saved_config, validate)
 
 
 def test_defaults_are_the_labs_recipe():
@@ -22,11 +22,15 @@ def test_defaults_are_the_labs_recipe():
     ("dropout", -0.1, "[0, 1)"),
     ("milestones", [12, 7], "strictly increasing"),
     ("milestones", [7, 7], "strictly increasing"),
-    ("milestones", [7, 20], "no later than the last epoch"),
     ("milestones", "7,12", "list of integer epochs"),
     ("device", "tpu", "'auto', 'cpu'"),
     ("device", "gpu", "'auto', 'cpu'"),
-    ("recipe", "fastest", "'lab', 'fast'"),
+    ("recipe", "fastest", "'lab', 'cifar_stem', 'fast'"),
+    ("arch", "resnet50", "'resnet18', 'resnet34', 'plain18', 'plain34'"),
+    ("precision", "half", "'auto', 'fp32', 'bf16', 'fp16'"),
+    ("precision", "fp16", "only with device='cuda'"),
+    ("val_size", 5001, "multiple of 10"),
+    ("val_size", -10, "integer >= 0"),
     ("augment", "heavy", "'lab', 'none'"),
     ("pretrained", "yes", "True or False"),
     ("num_workers", -1, "integer >= 0"),
@@ -54,20 +58,64 @@ def test_unknown_parameter_names_are_errors():
         make_config(epoch=3)
 
 
-def test_recipe_fills_only_values_left_at_the_labs_default():
+def test_preset_comes_first_and_every_given_value_wins():
     fast = make_config(recipe="fast")
     assert fast.schedule == "onecycle" and fast.epochs < LAB.epochs
     assert make_config(recipe="fast", epochs=3).epochs == 3
     assert (make_config().crop_padding, fast.crop_padding) == (4, 0)
     assert make_config(recipe="fast", crop_padding=2).crop_padding == 2
+    # A value equal to the lab's default is a value like any other (last one wins).
+    assert make_config(recipe="fast", crop_padding=4).crop_padding == 4
+    assert make_config(recipe="fast", dropout=0.5).dropout == 0.5
+
+
+def test_presets_are_papermill_parameter_files_of_known_names():
+    for name in ("fast", "cifar_stem"):
+        values = load_preset(name)
+        assert values["recipe"] == name and preset_path(name).suffix == ".yaml"
+        assert make_config(**values) == make_config(recipe=name)
+
+
+def test_pretrained_plain_network_is_refused():
+    with pytest.raises(ConfigError, match="pretrained=True.*arch='plain18'"):
+        make_config(arch="plain18")
+    assert make_config(arch="plain34", pretrained=False).arch == "plain34"
+
+
+def test_milestones_after_the_last_epoch_are_dropped_with_a_note(capsys):
+    cfg = make_config(epochs=2)
+    assert cfg.milestones == []
+    assert "milestones [7, 12] come after the last epoch (epochs=2)" in capsys.readouterr().out
+    assert make_config(epochs=10).milestones == [7]
+    # Built by hand, the same config is still refused, naming the parameter.
+    with pytest.raises(ConfigError, match="no later than the last epoch"):
+        validate(LabConfig(epochs=2))
+
+
+def test_old_parameter_names_still_work():
+    assert make_config(data_path="dataloader").loader == "dataloader"
+    assert make_config(amp=False).precision == "fp32"
+    assert make_config(amp=True).precision == "auto"
+    with pytest.raises(ConfigError, match="data_path='dataloader' is the old name of loader"):
+        make_config(data_path="dataloader", loader="tensor")
+    old = {"data_path": "tensor", "amp": True, "epochs": 15}  # a config.json from before
+    assert saved_config(old)["loader"] == "tensor" and saved_config(old)["val_size"] == 0
 
 
 def test_notebook_parameters_rejects_unknown_papermill_names():
     namespace = {"epochs": 3, "lr": 0.1, "In": ["", "# Parameters\nepochs = 3\nlearning_rate = 0.1\n"]}
     with pytest.raises(ConfigError, match="learning_rate passed to papermill"):
         notebook_parameters(namespace)
-    namespace["In"] = ["", "# Parameters\nepochs = 3\n"]
-    assert notebook_parameters(namespace) == {"epochs": 3, "lr": 0.1}
+
+
+def test_notebook_parameters_are_what_papermill_injected_else_the_whole_cell():
+    namespace = {"epochs": 3, "lr": 0.1, "recipe": "fast",
+                 "In": ["", "# Parameters\nrecipe = \"fast\"\nepochs = 3\n"]}
+    given = notebook_parameters(namespace)
+    assert given == {"recipe": "fast", "epochs": 3}
+    assert make_config(**given).lr == load_preset("fast")["lr"]  # the preset, not the cell
+    namespace["In"] = [""]
+    assert notebook_parameters(namespace) == {"epochs": 3, "lr": 0.1, "recipe": "fast"}
 
 
 def test_validate_returns_a_good_config_unchanged():

@@ -51,3 +51,38 @@ def test_offline_weights_error_says_where_the_file_goes(tmp_path, monkeypatch):
     msg = str(err.value)
     assert str(tmp_path / "checkpoints" / "resnet18-f37072fd.pth") in msg
     assert "pretrained=False" in msg
+
+
+@pytest.mark.parametrize("depth, params", [(18, 11_181_642), (34, 21_289_802)])
+def test_plain_networks_are_the_same_layers_without_shortcuts(depth, params):
+    from lab_utils.model import PlainBlock
+
+    residual = build_model(pretrained=False, arch=f"resnet{depth}")
+    plain = build_model(pretrained=False, arch=f"plain{depth}")
+    assert count_parameters(residual) == params
+    projections = sum(p.numel() for n, p in residual.named_parameters() if "downsample" in n)
+    assert count_parameters(plain) == params - projections
+    blocks = [b for s in (plain.layer1, plain.layer2, plain.layer3, plain.layer4) for b in s]
+    assert all(isinstance(b, PlainBlock) for b in blocks) and len(blocks) == {18: 8, 34: 16}[depth]
+    # The plain block is the residual block minus its shortcut, on the same weights.
+    block = residual.layer1[0].eval()
+    x = torch.randn(2, 64, 8, 8)
+    with torch.no_grad():
+        f = block.bn2(block.conv2(block.relu(block.bn1(block.conv1(x)))))
+        assert torch.allclose(block(x), torch.relu(f + x), atol=1e-6)
+        assert torch.allclose(PlainBlock(block)(x), torch.relu(f), atol=1e-6)
+    assert plain.eval()(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_gradient_norms_cover_every_block_and_differ_without_shortcuts():
+    from lab_utils.model import block_gradient_norms
+
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    norms = {}
+    for arch in ("resnet34", "plain34"):
+        torch.manual_seed(0)
+        norms[arch] = block_gradient_norms(build_model(pretrained=False, arch=arch), x, y)
+    assert list(norms["resnet34"]) == [f"layer{s}.{i}" for s, n in zip(range(1, 5), (3, 4, 6, 3))
+                                       for i in range(n)]
+    assert all(v > 0 for v in norms["plain34"].values())
+    assert norms["plain34"] != norms["resnet34"]

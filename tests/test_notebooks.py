@@ -1,6 +1,7 @@
 """The training notebook's parameters cell: every knob, the lab's defaults, names checked."""
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import papermill as pm
@@ -34,3 +35,61 @@ def test_papermill_with_an_unknown_parameter_fails(tmp_path):
     with pytest.raises(pm.PapermillExecutionError, match="unknown parameter.*epoch"):
         pm.execute_notebook(str(TRAIN), str(tmp_path / "out.ipynb"), parameters={"epoch": 3},
                             cwd=str(ROOT), progress_bar=False)
+
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_notebook_ends_with_exercises_and_collapsed_answers(path):
+    cells = json.loads(path.read_text())["cells"]
+    last = "".join(cells[-1]["source"])
+    exercises = last[last.index("## Exercises"):]
+    n_questions = len(re.findall(r"^\d+\. ", exercises, flags=re.M))
+    assert 3 <= n_questions <= 5, path.name
+    assert exercises.count("<details>") == n_questions == exercises.count("</details>")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_notebooks_read_on_github(path):
+    nb = json.loads(path.read_text())
+    text = path.read_text()
+    assert "application/vnd.jupyter.widget" not in text, "widgets render as frozen bars on GitHub"
+    assert path.stat().st_size < 2_000_000
+    counts = [c["execution_count"] for c in nb["cells"]
+              if c["cell_type"] == "code" and c.get("execution_count") is not None]
+    assert counts == list(range(1, len(counts) + 1)), "execution counts jump"
+    tagged = [i for i, c in enumerate(nb["cells"]) if "parameters" in c["metadata"].get("tags", [])]
+    if tagged and counts:  # executed with parameters: the note says what was injected, where
+        note = "".join(nb["cells"][tagged[0] + 1]["source"])
+        assert note.startswith("**Provenance of the outputs below.** Executed on ")
+
+
+def test_publish_replaces_the_injected_cell_and_renumbers(tmp_path):
+    import nbformat
+
+    from lab_utils.publish import NOTE_MARKER, tidy
+
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("x = 1", execution_count=1)
+    params.metadata["tags"] = ["parameters"]
+    injected = nbformat.v4.new_code_cell("# Parameters\nx = 2", execution_count=2)
+    injected.metadata["tags"] = ["injected-parameters"]
+    body = nbformat.v4.new_code_cell("x", execution_count=3, outputs=[
+        nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=3)])
+    nb.cells = [params, injected, body]
+    nb.metadata["widgets"] = {"state": {}}
+    tidy(nb, f"{NOTE_MARKER} test")
+    assert [c.cell_type for c in nb.cells] == ["code", "markdown", "code"]
+    assert nb.cells[1].source == f"{NOTE_MARKER} test"
+    assert [nb.cells[0].execution_count, nb.cells[2].execution_count] == [1, 2]
+    assert nb.cells[2].outputs[0]["execution_count"] == 2 and "widgets" not in nb.metadata
+    tidy(nb, f"{NOTE_MARKER} again")  # publishing twice keeps one note
+    assert sum(c.source.startswith(NOTE_MARKER) for c in nb.cells) == 1
+
+
+def test_the_loop_in_notebook_04_is_rendered_from_the_library():
+    sources = ["".join(c["source"]) for c in json.loads(TRAIN.read_text())["cells"]
+               if c["cell_type"] == "code"]
+    assert "show_source(train_epoch)" in sources and "show_source(evaluate)" in sources
+    assert not any("def train_epoch" in s or "optimizer.zero_grad()" in s for s in sources)

@@ -4,9 +4,12 @@ from pathlib import Path
 
 import pytest
 
-from lab_utils.data import DOWNLOAD_FAILED_MESSAGE, OFFLINE_MESSAGE
+from lab_utils import analysis, runs
+from lab_utils.config import ConfigError, make_config
+from lab_utils.data import (BAD_IMAGES_MESSAGE, DAMAGED_ARCHIVE_MESSAGE,
+                            DOWNLOAD_FAILED_MESSAGE, OFFLINE_MESSAGE)
 from lab_utils.model import WEIGHTS, WEIGHTS_MESSAGE
-from lab_utils.train import WORKERS_MESSAGE
+from lab_utils.train import DIVERGED_MESSAGE, WORKERS_MESSAGE
 
 ROOT = Path(__file__).resolve().parents[1]
 READMES = [ROOT / "README.md", ROOT / "README.zh-CN.md"]
@@ -16,10 +19,19 @@ EXAMPLE_DIR = "/home/me/lab/data/cifar10"
 QUOTED = [
     OFFLINE_MESSAGE.format(root=EXAMPLE_DIR),
     DOWNLOAD_FAILED_MESSAGE.format(root=EXAMPLE_DIR, error="<urlopen error timed out>"),
-    WEIGHTS_MESSAGE.format(url=WEIGHTS.url,
+    WEIGHTS_MESSAGE.format(arch="resnet18", url=WEIGHTS.url,
                            path="/home/me/.cache/torch/hub/checkpoints/resnet18-f37072fd.pth"),
     WORKERS_MESSAGE.format(num_workers=2,
                            error="DataLoader worker (pid(s) 1234) exited unexpectedly"),
+    DAMAGED_ARCHIVE_MESSAGE.format(path=f"{EXAMPLE_DIR}/cifar-10-python.tar.gz", root=EXAMPLE_DIR,
+                                   why="52,428,800 bytes, checksum differs"),
+    BAD_IMAGES_MESSAGE.format(
+        n=2, folder="/home/me/lab/data/cifar10-images/train",
+        listing="  /home/me/lab/data/cifar10-images/train/cat/0042.png: cannot be decoded "
+                "(OSError: image file is truncated (3 bytes not processed))\n"
+                "  /home/me/lab/data/cifar10-images/train/dog/0007.jpg: is 64x64 pixels, not 32x32"),
+    DIVERGED_MESSAGE.format(epoch=3, batch=57, n_batches=391, loss="nan", lr=0.5, done=2,
+                            run_dir="runs/20261128-101500-lab", half=0.25),
 ]
 
 
@@ -51,3 +63,59 @@ def test_quick_start_and_ci_use_the_same_test_command():
     assert "pip install -e . && papermill notebooks/04_train.ipynb out.ipynb -p epochs 15" in blocks
     ci = (ROOT / ".ci" / "run").read_text()
     assert ci.strip().splitlines()[-1] == "pytest --nbval-lax"
+
+
+def test_the_quoted_parameter_errors_are_the_codes():
+    en = READMES[0].read_text(encoding="utf-8")
+    with pytest.raises(ConfigError) as err:
+        make_config(crop_padding=20)
+    assert f"ConfigError: {err.value}" in en
+    assert ("ConfigError: parameter train_subset=60000 does not fit the data: only 50000 training "
+            "images are left (split: 50000, val_size=0); use a smaller subset or 0 for all of them"
+            ) in en  # the text of lab_utils.train.split_indices for the 50,000 images of CIFAR-10
+
+
+def _row(*cells: str) -> str:
+    """A regex for one table row holding `cells` in this order (any text between them)."""
+    return r"^\|.*" + r".*\|.*".join(re.escape(c) for c in cells) + r".*\|$"
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_ablation_table_is_recomputed_from_the_committed_runs(readme):
+    text = readme.read_text(encoding="utf-8")
+    table = analysis.load_runs(analysis.find_runs(ROOT / "results" / "ablation"))
+    summary = analysis.gap_summary(table)
+    final = analysis.final_epochs(table).groupby(["dropout", "augment"])
+    for (dropout, augment), runs_ in final:
+        gap = summary[(summary.dropout == dropout) & (summary.augment == augment)].set_index("epoch")
+        cells = [f"{runs_.test_acc.mean():.1f}%", f"{runs_.train_acc.mean():.1f}%",
+                 f"{runs_.clean_train_acc.mean():.1f}%",
+                 " -> ".join(f"{gap.clean_gap_mean[e]:.1f}" for e in (7, 8, 15))]
+        assert re.search(_row(*cells), text, flags=re.M), (dropout, augment, cells)
+    spread = analysis.final_epochs(table).groupby(["dropout", "augment"]).test_acc.agg(
+        lambda s: s.max() - s.min())
+    assert f"{spread.min():.2f}-{spread.max():.2f}" in text
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_recipe_table_is_recomputed_from_the_committed_runs(readme):
+    text = readme.read_text(encoding="utf-8")
+    for name, epochs in [("lab-cpu-seed0", 15), ("lab-cpu-seed1", 15), ("fast-cpu-seed0", 5),
+                         ("fast-cpu-seed1", 5), ("fast-cpu-seed2", 5)]:
+        m = runs.load_metrics(ROOT / "results" / name)
+        assert re.search(_row(str(epochs), f"{m['test_acc']:.2f}%", f"{m['wall_time_s']:,}"),
+                         text, flags=re.M), name
+    for name in ("fast-crop4-cpu-seed0", "fast-crop4-cpu-seed1"):
+        assert f"{runs.load_metrics(ROOT / 'results' / name)['test_acc']:.2f}%" in text
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_plain_vs_residual_table_is_recomputed_from_the_committed_runs(readme):
+    text = readme.read_text(encoding="utf-8")
+    table = analysis.load_runs(analysis.find_runs(ROOT / "results" / "plain-vs-residual"),
+                               keys=("arch", "seed"))
+    final = analysis.final_epochs(table)
+    for arch, g in final.groupby("arch"):
+        cells = [f"`{arch}`"] + [f"{v:.3f}" for v in g.sort_values("seed").train_loss] + \
+                [f"{v:.2f}%" for v in g.sort_values("seed").test_acc]
+        assert re.search(_row(*cells), text, flags=re.M), (arch, cells)

@@ -20,7 +20,7 @@ METRICS = ["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"]
 def small(synthetic_dir, run_dir, **kw):
     params = dict(data_dir=str(synthetic_dir), run_dir=str(run_dir), epochs=3,
                   milestones=[2], pretrained=False, batch_size=16, device="cpu",
-                  num_workers=0)
+                  num_workers=0, clean_train_subset=0)
     params.update(kw)
     return make_config(**params)
 
@@ -28,7 +28,8 @@ def small(synthetic_dir, run_dir, **kw):
 def test_fit_learns_and_writes_a_complete_run_directory(synthetic_dir, tmp_path):
     result = fit(small(synthetic_dir, tmp_path / "run", clean_train_subset=50), progress=False)
     h = runs.load_history(result.run_dir)
-    assert list(h.columns) == METRICS + ["clean_train_loss", "clean_train_acc", "epoch_time_s"]
+    assert list(h.columns) == METRICS + ["epoch_time_s", "clean_train_loss", "clean_train_acc",
+                                         "measure_time_s"]
     assert len(h) == 3 and h.lr.tolist() == pytest.approx([0.01, 0.01, 0.001])
     assert h.test_acc.iloc[-1] > 30  # chance is 10%
     preds = runs.load_predictions(result.run_dir)
@@ -40,19 +41,19 @@ def test_fit_learns_and_writes_a_complete_run_directory(synthetic_dir, tmp_path)
     assert {"model", "optimizer", "scheduler", "rng", "history"} <= set(state)
 
 
-@pytest.mark.parametrize("data_path", ["tensor", "dataloader"])
+@pytest.mark.parametrize("loader", ["tensor", "dataloader"])
 def test_resume_after_interrupt_gives_the_uninterrupted_history(synthetic_dir, tmp_path,
-                                                                data_path):
-    full = fit(small(synthetic_dir, tmp_path / "full", data_path=data_path), progress=False)
+                                                                loader):
+    full = fit(small(synthetic_dir, tmp_path / "full", loader=loader), progress=False)
 
     def stop_after_first(row):
         if row["epoch"] == 1:
             raise KeyboardInterrupt
-    cfg = small(synthetic_dir, tmp_path / "cut", data_path=data_path)
+    cfg = small(synthetic_dir, tmp_path / "cut", loader=loader)
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, progress=False, on_epoch_end=stop_after_first)
     assert len(runs.load_history(tmp_path / "cut")) == 1
-    resumed = fit(small(synthetic_dir, tmp_path / "cut", data_path=data_path, resume=True),
+    resumed = fit(small(synthetic_dir, tmp_path / "cut", loader=loader, resume=True),
                   progress=False)
     pd.testing.assert_frame_equal(resumed.history[METRICS], full.history[METRICS])
 
@@ -62,7 +63,7 @@ def test_killed_process_keeps_finished_epochs_and_resumes_exactly(synthetic_dir,
     code = (f"from lab_utils.config import make_config; from lab_utils.train import fit; "
             f"fit(make_config(data_dir={str(synthetic_dir)!r}, run_dir={str(run_dir)!r}, "
             f"epochs=3, milestones=[2], pretrained=False, batch_size=16, device='cpu', "
-            f"num_workers=0), progress=False)")
+            f"num_workers=0, clean_train_subset=0), progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
@@ -123,10 +124,128 @@ def test_failing_dataloader_workers_get_a_message_with_the_fix(synthetic_dir, tm
     def broken(*args, **kwargs):
         raise RuntimeError("DataLoader worker (pid(s) 1234) exited unexpectedly")
     monkeypatch.setattr(train, "train_epoch", broken)
-    cfg = small(synthetic_dir, tmp_path / "w", data_path="dataloader", num_workers=2)
-    with pytest.raises(RuntimeError, match="use num_workers=0, or data_path='tensor'"):
+    cfg = small(synthetic_dir, tmp_path / "w", loader="dataloader", num_workers=2)
+    with pytest.raises(RuntimeError, match="use num_workers=0, or loader='tensor'"):
         fit(cfg, progress=False)
     # Without workers the original error is not dressed up as a worker problem.
-    cfg = small(synthetic_dir, tmp_path / "w0", data_path="dataloader", num_workers=0)
+    cfg = small(synthetic_dir, tmp_path / "w0", loader="dataloader", num_workers=0)
     with pytest.raises(RuntimeError, match="^DataLoader worker"):
         fit(cfg, progress=False)
+
+
+def test_old_run_directories_with_old_names_still_resume(synthetic_dir, tmp_path):
+    def stop(row):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[]), progress=False,
+            on_epoch_end=stop)
+    path = tmp_path / "old" / "config.json"
+    saved = json.loads(path.read_text())
+    saved["data_path"], saved["amp"] = saved.pop("loader"), True  # as saved before the rename
+    del saved["precision"], saved["val_size"], saved["arch"]
+    path.write_text(json.dumps(saved))
+    assert len(fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[], resume=True),
+                   progress=False).history) == 2
+
+
+def test_validation_split_is_fixed_balanced_and_never_trained_on(synthetic_dir, tmp_path):
+    from lab_utils.data import load_tensors
+    from lab_utils.train import build_batches, split_indices
+
+    _, labels = load_tensors(synthetic_dir, split="train")
+    splits = [split_indices(small(synthetic_dir, tmp_path / "s", val_size=40, seed=s,
+                                  clean_train_subset=30), labels) for s in (0, 1)]
+    (train0, val0, clean0), (train1, val1, _) = splits
+    assert torch.equal(val0, val1) and torch.equal(train0, train1)  # whatever the seed
+    assert torch.bincount(labels[val0], minlength=10).tolist() == [4] * 10
+    assert not set(val0.tolist()) & set(train0.tolist())
+    assert set(clean0.tolist()) <= set(train0.tolist())
+    assert len(train0) + len(val0) == len(labels)
+    result = fit(small(synthetic_dir, tmp_path / "v", val_size=40, epochs=1, milestones=[]),
+                 progress=False)
+    assert {"val_loss", "val_acc"} <= set(result.history.columns)
+    assert "80 train / 40 val / 40 test" in result.metrics["data"]
+    for loader in ("tensor", "dataloader"):
+        b = build_batches(small(synthetic_dir, tmp_path / "b", val_size=40, loader=loader),
+                          torch.device("cpu"), torch.Generator())
+        assert sum(len(y) for _, y in b.val) == 40 and sum(len(y) for _, y in b.train) == 80
+
+
+@pytest.mark.parametrize("params, message", [
+    (dict(train_subset=500), "train_subset=500 does not fit the data: only 120 training"),
+    (dict(val_size=40, train_subset=100), "train_subset=100 .*only 80 training images"),
+    (dict(val_size=120), "val_size=120 does not fit the data: the training split has 120"),
+    (dict(batch_size=200), "batch_size=200 does not fit the data: only 120 images"),
+])
+def test_sizes_that_do_not_fit_the_data_name_the_parameter(synthetic_dir, tmp_path, params,
+                                                           message):
+    with pytest.raises(ConfigError, match=message):
+        fit(small(synthetic_dir, tmp_path / "big", **params), progress=False)
+
+
+def test_divergence_stops_the_run_naming_epoch_batch_and_lr(synthetic_dir, tmp_path,
+                                                           monkeypatch):
+    import lab_utils.train as train
+
+    real, calls = train.train_epoch, []
+
+    def nan_in_second_epoch(model, batches, optimizer, criterion, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:  # a loss that turns NaN at the third batch of epoch 2
+            seen = []
+
+            def criterion(out, y, base=criterion):
+                seen.append(1)
+                return base(out, y) * (float("nan") if len(seen) == 3 else 1.0)
+        return real(model, batches, optimizer, criterion, *args, **kwargs)
+    monkeypatch.setattr(train, "train_epoch", nan_in_second_epoch)
+    run_dir = tmp_path / "nan"
+    with pytest.raises(train.DivergedError, match="diverged in epoch 2, batch 3 of 8: the loss "
+                       "became nan at learning rate 0.01.*1 finished epoch.*Try a smaller lr"):
+        fit(small(synthetic_dir, run_dir), progress=False)
+    assert len(runs.load_history(run_dir)) == 1 and not runs.is_finished(run_dir)
+
+
+def test_a_huge_learning_rate_is_caught_as_divergence(synthetic_dir, tmp_path):
+    from lab_utils.train import DivergedError
+
+    with pytest.raises(DivergedError, match="diverged in epoch 1, batch"):
+        fit(small(synthetic_dir, tmp_path / "huge", lr=1e30, momentum=0.0), progress=False)
+
+
+def test_cpu_computes_in_fp32_unless_asked(synthetic_dir):
+    from lab_utils.train import precision_name
+
+    cpu = torch.device("cpu")
+    assert precision_name(cpu, "auto") == "float32"
+    assert precision_name(cpu, "bf16") == "bfloat16" and precision_name(cpu, "fp32") == "float32"
+
+
+def test_each_epoch_prints_one_line_of_text(synthetic_dir, tmp_path, capsys):
+    fit(small(synthetic_dir, tmp_path / "p", epochs=2, milestones=[1], val_size=20))
+    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("epoch")]
+    assert len(lines) == 2
+    assert lines[1].startswith("epoch  2/2 | train loss") and "| val loss" in lines[1]
+    assert "| lr 1e-03 |" in lines[1] and lines[1].endswith(" s")
+
+
+def test_pretrained_training_loads_the_cached_weights_and_replaces_the_head(
+        synthetic_dir, tmp_path, monkeypatch):
+    from torchvision.models import resnet18
+
+    from lab_utils.model import weights_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(123)
+    stand_in = resnet18().state_dict()  # torchvision's keys, random values: no network
+    path = weights_path()
+    assert str(path).startswith(str(tmp_path / "torch"))
+    path.parent.mkdir(parents=True)
+    torch.save(stand_in, path)
+    result = fit(small(synthetic_dir, tmp_path / "pre", pretrained=True, epochs=1,
+                       milestones=[], lr=1e-4), progress=False)
+    trained = runs.load_checkpoint(result.run_dir)["model"]
+    for key in ("conv1.weight", "layer3.1.conv2.weight", "layer4.0.downsample.0.weight"):
+        a, b = trained[key].flatten().float(), stand_in[key].flatten()
+        assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99, key
+    assert "fc.weight" not in trained and trained["fc.1.weight"].shape == (10, 512)

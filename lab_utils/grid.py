@@ -1,0 +1,162 @@
+"""The grid runner: train every combination of parameters a spec file lists.
+
+    python -m lab_utils.grid results/ablation/grid.yaml            # the lab's question
+    python -m lab_utils.grid results/plain-vs-residual/grid.yaml --jobs 2
+
+A spec is a YAML file in the folder its runs go to:
+
+    preset: fast                 # optional: lab_utils/presets/fast.yaml, applied first
+    parameters: {epochs: 4}      # every run
+    grid: {seed: [0, 1], arch: [resnet18, plain18]}   # every combination, first key outermost
+    runs: [{seed: 2, arch: resnet34}]                 # optional: single runs besides the grid
+                                 # (a run may give its own folder name as `name`)
+    name: "{arch}-seed{seed}"    # each run's folder, from its values
+
+Each run goes through `notebooks/04_train.ipynb` by papermill (`-f` the preset, then the
+run's values, so the last value wins as on the command line), or in this process with
+`--in-process`. A finished run is skipped once its saved parameters are checked against
+the spec, an interrupted one resumes from its checkpoint: the same command can be run
+again after Ctrl-C or a crash and only does what is missing.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import ConfigError, ci_scale, make_config, preset_path
+from .paths import resolve
+from .runs import is_finished
+from .train import check_resumable, fit
+
+SPEC_KEYS = {"preset", "parameters", "grid", "runs", "name"}
+
+
+@dataclass
+class Run:
+    """One run of a grid: its folder and the papermill parameters that make it."""
+
+    run_dir: Path
+    preset: str
+    params: dict[str, Any]
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.relative_to(resolve(".")))
+    except ValueError:
+        return str(path)
+
+
+def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
+    """The runs a spec file describes, each checked by `make_config` before any starts.
+
+    Runs go into the spec's folder, or into `out`. Raises `ConfigError` naming the spec
+    and what is wrong (an unknown key, a bad parameter, two runs with one folder name).
+    """
+    path = resolve(spec)
+    try:
+        text = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ConfigError(f"grid spec {path} cannot be read: {err}") from err
+    if not isinstance(text, dict) or set(text) - SPEC_KEYS or "name" not in text:
+        raise ConfigError(f"grid spec {path} must be a mapping with 'name' and some of "
+                          f"{sorted(SPEC_KEYS - {'name'})}; it has {sorted(text)}"
+                          if isinstance(text, dict) else f"grid spec {path} is not a mapping")
+    folder = resolve(out) if out is not None else path.parent
+    preset = text.get("preset", "lab")
+    common = dict(text.get("parameters") or {})
+    grid = text.get("grid") or {}
+    cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] \
+        if grid else []
+    cells += list(text.get("runs") or [])
+    runs, seen = [], set()
+    for cell in cells:
+        cell = dict(cell)
+        own_name = cell.pop("name", None)
+        params = {"recipe": preset, **common, **cell}
+        try:
+            name = own_name or text["name"].format(**params)
+        except KeyError as err:
+            raise ConfigError(f"grid spec {path}: name {text['name']!r} uses {err}, which "
+                              "is not a parameter of every run") from None
+        if name in seen:
+            raise ConfigError(f"grid spec {path}: two runs are named {name!r}; put the "
+                              "parameters that differ into 'name'")
+        seen.add(name)
+        params.update(resume=True, run_dir=_relative(folder / name))
+        make_config(**params)  # a bad value stops the grid before the first run
+        runs.append(Run(folder / name, preset, params))
+    return runs
+
+
+def _run_notebook(notebook: Path, executed: Path, run: Run) -> int:
+    """Execute `notebook` for `run` through papermill in its own process (parallel runs
+    then share no event loop or GPU memory); returns its exit code."""
+    executed.parent.mkdir(parents=True, exist_ok=True)
+    preset = ["-f", str(preset_path(run.preset))] if run.preset != "lab" else []
+    cmd = [sys.executable, "-m", "papermill", str(notebook), str(executed), *preset,
+           "-y", json.dumps(run.params), "--cwd", str(resolve(".")), "--no-progress-bar"]
+    return subprocess.run(cmd).returncode
+
+
+def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
+             in_process: bool = False, notebook: str | Path = "notebooks/04_train.ipynb",
+             notebooks_out: str | Path = "runs/grid-notebooks") -> list[Path]:
+    """Run every run of `spec` that is not finished; return all run directories.
+
+    `jobs` runs at a time through papermill (on a GPU that one small-batch run leaves
+    mostly idle, several at once finish sooner; on a 2-core CPU keep 1), with the
+    executed notebooks in `notebooks_out` (git-ignored); or one after another in this
+    process with `in_process` (how notebook 05 makes its CI-scale grid: under LAB_SMOKE=1
+    every run shrinks to `ci_scale`). Raises `RuntimeError` naming the runs that failed,
+    after the others have finished.
+    """
+    runs = load_spec(spec, out)
+    todo = []
+    for run in runs:
+        cfg = ci_scale(make_config(**run.params), keep_run_dir=True)
+        if is_finished(run.run_dir):
+            check_resumable(run.run_dir, cfg)  # a finished run must be this spec's run
+            print(f"done already: {run.run_dir.name}")
+        else:
+            todo.append((run, cfg))
+
+    def one(item) -> tuple[str, int]:
+        run, cfg = item
+        print(f"running: {run.run_dir.name}", flush=True)
+        if in_process:
+            fit(cfg, progress=False)
+            return run.run_dir.name, 0
+        executed = resolve(notebooks_out) / f"{run.run_dir.name}.ipynb"
+        return run.run_dir.name, _run_notebook(resolve(notebook), executed, run)
+
+    with ThreadPoolExecutor(max_workers=1 if in_process else jobs) as pool:
+        failed = [name for name, code in pool.map(one, todo) if code != 0]
+    if failed:
+        raise RuntimeError(f"these runs failed (see their notebooks in {notebooks_out}): "
+                           + ", ".join(failed) + "; run the same command again to resume them")
+    return [run.run_dir for run in runs]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("spec", help="a grid spec file, e.g. results/ablation/grid.yaml")
+    parser.add_argument("--out", help="folder of the run directories (default: the spec's)")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at once (e.g. 4 on a GPU)")
+    parser.add_argument("--in-process", action="store_true",
+                        help="train in this process instead of through notebook 04")
+    args = parser.parse_args(argv)
+    run_grid(args.spec, args.out, args.jobs, args.in_process)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
