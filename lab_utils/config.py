@@ -296,16 +296,16 @@ def ci_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     """Shrink `cfg` to a seconds-long run on generated data when LAB_SMOKE=1, else return it.
 
     The schedule keeps its shape (one milestone, one decay) so that the plotting and
-    analysis code paths are the ones a real run takes; 200 training images keep it light
-    enough for CI on a busy machine. The run goes to a fresh folder under runs/smoke/
+    analysis code paths are the ones a real run takes; 64 training images (2 steps an epoch)
+    keep it light enough for CI on a busy machine (notebook 05 makes 8 such runs in a cell). The run goes to a fresh folder under runs/smoke/
     unless `keep_run_dir`.
     """
     if not smoke_scale():
         return cfg
     small = dict(dataset="synthetic", epochs=2, batch_size=32, pretrained=False,
                  num_workers=0, device="cpu", milestones=[1] if cfg.milestones else [],
-                 train_subset=200, val_size=min(cfg.val_size, 100),
-                 clean_train_subset=min(cfg.clean_train_subset, 100))
+                 train_subset=64, val_size=min(cfg.val_size, 100),
+                 clean_train_subset=min(cfg.clean_train_subset, 64))
     if not keep_run_dir:
         # A smoke run never writes into (or collides with) a real run's folder.
         small["run_dir"] = f"runs/smoke/{os.getpid()}-{time.time_ns()}"

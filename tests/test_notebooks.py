@@ -93,3 +93,10 @@ def test_the_loop_in_notebook_04_is_rendered_from_the_library():
                if c["cell_type"] == "code"]
     assert "show_source(train_epoch)" in sources and "show_source(evaluate)" in sources
     assert not any("def train_epoch" in s or "optimizer.zero_grad()" in s for s in sources)
+
+
+def test_every_setup_cell_is_the_same_and_a_failed_clone_is_an_error():
+    setups = {"".join(json.loads(nb.read_text())["cells"][2]["source"]) for nb in NOTEBOOKS}
+    assert len(setups) == 1
+    setup, = setups
+    assert "already cloned" not in setup and "raise RuntimeError(f\"git clone {REPO_URL} failed" in setup

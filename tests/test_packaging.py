@@ -45,3 +45,9 @@ def test_environment_installs_the_package_itself_and_python_311():
     assert "python=3.11" in env["dependencies"]
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert "-e ." in pip
+
+
+def test_license_is_an_spdx_string_and_presets_ship_with_the_package():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "MIT"
+    assert "presets/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["lab_utils"]

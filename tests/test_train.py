@@ -25,6 +25,19 @@ def small(synthetic_dir, run_dir, **kw):
     return make_config(**params)
 
 
+def cut_with_saved_config(synthetic_dir, run_dir, edit) -> None:
+    """A 2-epoch run interrupted after its first epoch, its config.json changed by `edit`
+    (as an older version of lab_utils would have saved it)."""
+    def stop(row):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        fit(small(synthetic_dir, run_dir, epochs=2, milestones=[]), progress=False,
+            on_epoch_end=stop)
+    saved = json.loads((run_dir / "config.json").read_text())
+    edit(saved)
+    (run_dir / "config.json").write_text(json.dumps(saved))
+
+
 def test_fit_learns_and_writes_a_complete_run_directory(synthetic_dir, tmp_path):
     result = fit(small(synthetic_dir, tmp_path / "run", clean_train_subset=50), progress=False)
     h = runs.load_history(result.run_dir)
@@ -100,15 +113,7 @@ def test_run_from_before_a_parameter_existed_resumes_with_its_lab_default(synthe
                                                                           tmp_path):
     # Runs started before `crop_padding` existed have no such key in config.json; they
     # used the lab's 4-pixel crop, so they resume with it and refuse any other value.
-    def stop(row):
-        raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[]), progress=False,
-            on_epoch_end=stop)
-    path = tmp_path / "old" / "config.json"
-    saved = json.loads(path.read_text())
-    del saved["crop_padding"]
-    path.write_text(json.dumps(saved))
+    cut_with_saved_config(synthetic_dir, tmp_path / "old", lambda saved: saved.pop("crop_padding"))
     with pytest.raises(ConfigError, match="crop_padding=4 \\(now 2\\)"):
         fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[], crop_padding=2,
                   resume=True), progress=False)
@@ -134,16 +139,10 @@ def test_failing_dataloader_workers_get_a_message_with_the_fix(synthetic_dir, tm
 
 
 def test_old_run_directories_with_old_names_still_resume(synthetic_dir, tmp_path):
-    def stop(row):
-        raise KeyboardInterrupt
-    with pytest.raises(KeyboardInterrupt):
-        fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[]), progress=False,
-            on_epoch_end=stop)
-    path = tmp_path / "old" / "config.json"
-    saved = json.loads(path.read_text())
-    saved["data_path"], saved["amp"] = saved.pop("loader"), True  # as saved before the rename
-    del saved["precision"], saved["val_size"], saved["arch"]
-    path.write_text(json.dumps(saved))
+    def as_before_the_renames(saved):
+        saved["data_path"], saved["amp"] = saved.pop("loader"), saved.pop("precision") == "auto"
+        del saved["val_size"], saved["arch"]
+    cut_with_saved_config(synthetic_dir, tmp_path / "old", as_before_the_renames)
     assert len(fit(small(synthetic_dir, tmp_path / "old", epochs=2, milestones=[], resume=True),
                    progress=False).history) == 2
 
