@@ -7,6 +7,7 @@ tests and smoke runs is only ever used when asked for (`dataset="synthetic"`).
 """
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import socket
@@ -161,8 +162,6 @@ DAMAGED_ARCHIVE_MESSAGE = (
 
 
 def _md5(path: Path) -> str:
-    import hashlib
-
     h = hashlib.md5()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -313,8 +312,6 @@ def folder_key(folder: Path) -> str:
     """A fingerprint of every file under `folder`: relative path, size, modification and
     change time. Any file added, removed, replaced or edited changes it; it takes a
     stat per file (about a second for 60,000), not a decode."""
-    import hashlib
-
     h = hashlib.sha1(str(CACHE_VERSION).encode())
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames.sort()
@@ -331,7 +328,6 @@ def _cache_places(root: Path, split: str) -> list[Path]:
     name = f"cache-{split}-uint8.pt"
     user = Path(os.environ.get(CACHE_ENV) or
                 Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lab_utils")
-    import hashlib
     return [root / name, user / hashlib.sha1(str(root).encode()).hexdigest()[:16] / name]
 
 

@@ -50,4 +50,4 @@ def test_environment_installs_the_package_itself_and_python_311():
 def test_license_is_an_spdx_string_and_presets_ship_with_the_package():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["license"] == "MIT"
-    assert "presets/*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["lab_utils"]
+    assert "*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["lab_utils.presets"]
