@@ -80,8 +80,7 @@ def publish(notebook: str | Path, params: dict[str, Any], preset: str | None = N
     values = {**(yaml.safe_load(Path(preset).read_text()) if preset else {}), **params}
     command = "python -m lab_utils.publish " + " ".join(
         [shlex.quote(str(notebook))] + (["-f", shlex.quote(str(preset))] if preset else [])
-        + [f"-p {k} {shlex.quote(repr(v) if isinstance(v, str) else str(v))}"
-           for k, v in params.items()])
+        + [f"-p {k} {shlex.quote(str(v))}" for k, v in params.items()])
     with tempfile.TemporaryDirectory() as tmp:
         executed = Path(tmp) / "executed.ipynb"
         pm.execute_notebook(str(resolve(notebook)), str(executed), parameters=values,
