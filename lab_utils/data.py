@@ -190,11 +190,11 @@ def check_archive(root: Path) -> None:
             return
         if not (root / CIFAR10.filename).is_file():
             path, why = bad[0]
+            # A complete archive beside the folder lets torchvision re-extract it.
             raise DataUnavailableError(DAMAGED_ARCHIVE_MESSAGE.format(
                 path=path, why=why + (f"; {len(bad) - 1} more file(s) of "
                                       f"{folder.name}/ too" if len(bad) > 1 else ""),
-                root=root).replace("cifar-10-python.tar.gz (", f"cifar-10-python.tar.gz "
-                                   f"(to re-extract {folder.name}/ from; ", 1))
+                root=root))
     archive = root / CIFAR10.filename
     if archive.is_file() and _md5(archive) != CIFAR10.tgz_md5:
         raise DataUnavailableError(DAMAGED_ARCHIVE_MESSAGE.format(
