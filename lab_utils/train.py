@@ -8,6 +8,7 @@ train accuracy"), the direct test of the lab's open question (notebook 05).
 """
 from __future__ import annotations
 
+import copy
 import platform
 import random
 import time
@@ -26,7 +27,8 @@ from . import runs
 from .config import (EVAL_BATCH_SIZE, ConfigError, LabConfig, config_dict, saved_config,
                      validate)
 from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, dataset_labels,
-                   fixed_subset, load_datasets, load_tensors, val_split)
+                   fixed_subset, load_datasets, load_tensors, test_transform,
+                   val_split)
 from .model import build_model
 
 WORKERS_MESSAGE = (
@@ -292,7 +294,10 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator) ->
     else:
         train_ds, test_ds = load_datasets(cfg.data_dir, cfg.dataset, cfg.augment,
                                           cfg.crop_padding)
-        plain_ds, _ = load_datasets(cfg.data_dir, cfg.dataset, "none")  # test transform
+        # The same images through the test transform, for the measurements (no second
+        # load: ImageFolder and CIFAR10 both apply `transform` per item).
+        plain_ds = copy.copy(train_ds)
+        plain_ds.transform = test_transform()
         train_idx, val_idx, clean_idx = split_indices(cfg, dataset_labels(train_ds))
         workers = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                        persistent_workers=cfg.num_workers > 0)
