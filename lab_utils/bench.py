@@ -6,9 +6,11 @@ Measures on the current device, with the lab's model and batch size, after warm-
 fp32 and in bf16 autocast: training images/s of the model alone on a batch already in
 memory, of the fast tensor path and of the lab's per-image DataLoader path (loading and
 augmentation included); and, unless `--no-epoch`, one full epoch (train and test) for
-each path. Also names the precision the automatic rule ("auto") picks here, so that a
-reader can check it is the faster one. Prints one JSON object. Timings live here, never
-in tests.
+each path. On CUDA it measures the model alone and the tensor path again with the
+training step captured as CUDA graphs (`capture="on"`, lab_utils.capture), in the precision
+"auto" picks. Also names the precision the automatic rule
+("auto") picks here, so that a reader can check it is the faster one. Prints one JSON
+object. Timings live here, never in tests.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import time
 import torch
 from torch import nn
 
+from .capture import for_training
 from .config import make_config
 from .train import (build_batches, describe_device, evaluate, model_and_optimizer,
                     precision_name, select_device, train_epoch, uses_channels_last)
@@ -38,6 +41,7 @@ def images_per_second(cfg, device, batches, warmup: int, steps: int) -> float:
     """Training images/s over `steps` batches of `batches` (loading included), after
     `warmup` batches of the same epoch."""
     model, opt = model_and_optimizer(cfg, device)
+    model = for_training(model, device, cfg.capture)
     criterion = nn.CrossEntropyLoss()
     it = iter(batches)
     train_epoch(model, itertools.islice(it, warmup), opt, criterion, device,
@@ -60,6 +64,7 @@ def images_per_second(cfg, device, batches, warmup: int, steps: int) -> float:
 def model_images_per_second(cfg, device, warmup: int, steps: int) -> float:
     """Training images/s of the model alone, on one batch already on the device."""
     model, opt = model_and_optimizer(cfg, device)
+    model = for_training(model, device, cfg.capture)
     x = torch.randn(cfg.batch_size, 3, 32, 32, device=device)
     if uses_channels_last(device):
         x = x.contiguous(memory_format=torch.channels_last)
@@ -77,20 +82,23 @@ def model_images_per_second(cfg, device, warmup: int, steps: int) -> float:
 def epoch_seconds(cfg, device, train_b, test_b) -> float:
     """Wall time of one full lab epoch: training over the whole split, then the test pass."""
     model, opt = model_and_optimizer(cfg, device)
+    trained = for_training(model, device, cfg.capture)
     criterion = nn.CrossEntropyLoss()
     _sync(device)
     t0 = time.perf_counter()
-    train_epoch(model, train_b, opt, criterion, device, precision=cfg.precision)
+    train_epoch(trained, train_b, opt, criterion, device, precision=cfg.precision)
     evaluate(model, test_b, device, precision=cfg.precision)
     _sync(device)
     return time.perf_counter() - t0
 
 
 def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_workers: int = 2,
-        warmup: int = 5, steps: int = 30, full_epoch: bool = True) -> dict:
+        warmup: int = 5, steps: int = 30, full_epoch: bool = True,
+        loaders: tuple[str, ...] = ("tensor", "dataloader")) -> dict:
     """Run the benchmark and return its figures as a dict (what `main` prints as JSON)."""
     base = make_config(data_dir=data_dir, dataset=dataset, device=device,
-                       num_workers=num_workers, pretrained=False, clean_train_subset=0)
+                       num_workers=num_workers, pretrained=False, clean_train_subset=0,
+                       capture="off")
     dev = select_device(base.device)
     result = {
         "device": str(dev), "device_name": describe_device(dev), "torch": torch.__version__,
@@ -102,7 +110,7 @@ def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_worke
     }
     # The fast path and the lab's per-image path (the lab computed in fp32), each in both
     # precisions: the automatic rule must pick the faster one on every machine.
-    for loader, precision in itertools.product(("tensor", "dataloader"), PRECISIONS):
+    for loader, precision in itertools.product(loaders, PRECISIONS):
         cfg = dataclasses.replace(base, loader=loader, precision=precision)
         batches = build_batches(cfg, dev, torch.Generator().manual_seed(0))
         figures = {"train_img_s": round(images_per_second(cfg, dev, batches.train, warmup,
@@ -111,7 +119,21 @@ def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_worke
             figures["epoch_s"] = round(epoch_seconds(cfg, dev, batches.train, batches.test), 1)
         result[f"{loader}_{precision}"] = figures
         result["data"] = batches.description
-    if full_epoch:
+    if dev.type == "cuda":
+        # The captured step, in the precision "auto" picks (one compilation): the first
+        # warm-up batches compile and record it, so images/s are steady-state; the epoch is
+        # a fresh model's (its compiled code cached, its graphs recorded again).
+        cfg = dataclasses.replace(base, loader="tensor", capture="on")
+        batches = build_batches(cfg, dev, torch.Generator().manual_seed(0))
+        captured = {"precision": precision_name(dev, "auto"),
+                    "model_only_img_s": round(model_images_per_second(cfg, dev, warmup, steps)),
+                    "tensor_train_img_s": round(images_per_second(cfg, dev, batches.train,
+                                                                  warmup, steps))}
+        if full_epoch:
+            captured["tensor_epoch_s"] = round(epoch_seconds(cfg, dev, batches.train,
+                                                             batches.test), 1)
+        result["captured"] = captured
+    if full_epoch and set(loaders) == {"tensor", "dataloader"}:
         result["epoch_ratio_tensor_over_dataloader_fp32"] = round(
             result["tensor_fp32"]["epoch_s"] / result["dataloader_fp32"]["epoch_s"], 3)
     return result
@@ -126,9 +148,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--no-epoch", action="store_true", help="skip the full-epoch timings")
+    parser.add_argument("--loaders", default="tensor,dataloader",
+                        help="the data paths to measure, comma-separated")
     args = parser.parse_args(argv)
+    loaders = tuple(args.loaders.split(","))
+    if not loaders or set(loaders) - {"tensor", "dataloader"}:
+        parser.error(f"--loaders {args.loaders!r}: name tensor, dataloader or both")
     print(json.dumps(run(args.data_dir, args.dataset, args.device, args.num_workers,
-                         args.warmup, args.steps, not args.no_epoch)))
+                         args.warmup, args.steps, not args.no_epoch, loaders)))
 
 
 if __name__ == "__main__":

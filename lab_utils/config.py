@@ -30,6 +30,7 @@ SCHEDULES = ("multistep", "onecycle")
 STEMS = ("imagenet", "cifar")
 ARCHS = ("resnet18", "resnet34", "plain18", "plain34")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+CAPTURES = ("auto", "on", "off")
 MAX_CROP_PADDING = 16
 NUM_CLASSES = 10
 # Test, validation and clean-train passes only measure, so they use larger batches.
@@ -76,6 +77,7 @@ class LabConfig:
     arch: str = "resnet18"  # plain18/plain34: the same network without shortcuts
     stem: str = "imagenet"
     precision: str = "auto"  # auto: bf16/fp16 autocast on CUDA, fp32 elsewhere; or fp32, bf16, fp16
+    capture: str = "auto"  # CUDA graphs of the training step (lab_utils.capture): auto, on or off
 
 
 LAB = LabConfig()
@@ -175,6 +177,7 @@ def validate(cfg: LabConfig) -> LabConfig:
     one_of("arch", ARCHS)
     one_of("stem", STEMS)
     one_of("precision", PRECISIONS)
+    one_of("capture", CAPTURES)
     if cfg.precision == "fp16" and not cfg.device.startswith("cuda"):
         raise _bad("precision", cfg.precision, "'fp16' only with device='cuda' (fp16 autocast "
                    "needs a GPU; use 'auto', 'fp32' or 'bf16')")
@@ -199,7 +202,17 @@ def validate(cfg: LabConfig) -> LabConfig:
         raise _bad("nesterov", cfg.nesterov, "False when momentum=0 (Nesterov needs momentum)")
 
     check_device(cfg.device)
+    if cfg.capture == "on" and not _will_use_cuda(cfg.device):
+        raise _bad("capture", cfg.capture, "'on' only on a CUDA GPU (CUDA graphs remove the "
+                   "launch overhead of a GPU; a CPU has none to remove): use 'auto' or 'off', "
+                   f"or device='cuda' (device={cfg.device!r} here)")
     return cfg
+
+
+def _will_use_cuda(device: str) -> bool:
+    import torch
+
+    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
 
 
 def check_device(device: str) -> None:
@@ -305,7 +318,7 @@ def ci_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     small = dict(dataset="synthetic", epochs=2, batch_size=32, pretrained=False,
                  num_workers=0, device="cpu", milestones=[1] if cfg.milestones else [],
                  train_subset=64, val_size=min(cfg.val_size, 100),
-                 clean_train_subset=min(cfg.clean_train_subset, 64))
+                 clean_train_subset=min(cfg.clean_train_subset, 64), capture="auto")
     if not keep_run_dir:
         # A smoke run never writes into (or collides with) a real run's folder.
         small["run_dir"] = f"runs/smoke/{os.getpid()}-{time.time_ns()}"

@@ -2,6 +2,7 @@
 
     python -m lab_utils.grid results/ablation/grid.yaml            # the lab's question
     python -m lab_utils.grid results/plain-vs-residual/grid.yaml --jobs 2
+    python -m lab_utils.grid results/gpu/grid.yaml --in-process --only lab-captured-seed0
 
 A spec is a YAML file in the folder its runs go to:
 
@@ -110,8 +111,10 @@ def _run_notebook(notebook: Path, executed: Path, run: Run) -> int:
 
 def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
              in_process: bool = False, notebook: str | Path = "notebooks/04_train.ipynb",
-             notebooks_out: str | Path = "runs/grid-notebooks") -> list[Path]:
-    """Run every run of `spec` that is not finished; return all run directories.
+             notebooks_out: str | Path = "runs/grid-notebooks",
+             only: list[str] | None = None) -> list[Path]:
+    """Run every run of `spec` that is not finished (of those named in `only`, if given);
+    return all run directories.
 
     `jobs` runs at a time through papermill (on a GPU that one small-batch run leaves
     mostly idle, several at once finish sooner; on a 2-core CPU keep 1), with the
@@ -121,8 +124,14 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
     after the others have finished.
     """
     runs = load_spec(spec, out)
+    unknown = sorted(set(only or []) - {run.run_dir.name for run in runs})
+    if unknown:
+        raise ConfigError(f"grid spec {spec}: --only names {', '.join(unknown)}, which it does "
+                          "not have; its runs are " + ", ".join(r.run_dir.name for r in runs))
     todo = []
     for run in runs:
+        if only and run.run_dir.name not in only:
+            continue
         cfg = ci_scale(make_config(**run.params), keep_run_dir=True)
         if is_finished(run.run_dir):
             check_resumable(run.run_dir, cfg)  # a finished run must be this spec's run
@@ -154,8 +163,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=1, help="runs at once (e.g. 4 on a GPU)")
     parser.add_argument("--in-process", action="store_true",
                         help="train in this process instead of through notebook 04")
+    parser.add_argument("--only", help="run only these runs (folder names, comma-separated)")
     args = parser.parse_args(argv)
-    run_grid(args.spec, args.out, args.jobs, args.in_process)
+    run_grid(args.spec, args.out, args.jobs, args.in_process,
+             only=args.only.split(",") if args.only else None)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import runs
+from .capture import for_training, uses_capture
 from .config import (EVAL_BATCH_SIZE, ConfigError, LabConfig, config_dict, saved_config,
                      validate)
 from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, dataset_labels,
@@ -38,7 +39,8 @@ WORKERS_MESSAGE = (
 
 # Fields that may change between an interrupted run and its resumption (a run directory
 # may also be moved, e.g. from runs/ into results/).
-RESUMABLE_CHANGES = {"resume", "device", "num_workers", "data_dir", "loader", "run_dir"}
+RESUMABLE_CHANGES = {"resume", "device", "num_workers", "data_dir", "loader", "run_dir",
+                     "capture"}
 
 
 @dataclass
@@ -321,13 +323,19 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator) ->
 def model_and_optimizer(cfg: LabConfig, device: torch.device
                         ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The lab's model on `device` (channels_last where that is faster) and its SGD
-    optimizer, as `cfg` says."""
+    optimizer, as `cfg` says; on CUDA with cuDNN's autotuner and the fused SGD kernel."""
     model = build_model(len(CLASSES), cfg.dropout, cfg.pretrained, cfg.stem, cfg.arch)
     model = model.to(device)
     if uses_channels_last(device):
         model = model.to(memory_format=torch.channels_last)
+    cuda = device.type == "cuda"
+    if cuda:
+        # Time each convolution's algorithms once per shape and keep the fastest.
+        torch.backends.cudnn.benchmark = True
+    # On CUDA one fused kernel updates every weight: one launch instead of one per tensor.
     optimizer = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
-                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov)
+                                weight_decay=cfg.weight_decay, nesterov=cfg.nesterov,
+                                fused=True if cuda else None)
     return model, optimizer
 
 
@@ -376,6 +384,8 @@ def fit(cfg: LabConfig, progress: bool = True,
     an uninterrupted run of the same seed (on the CPU, bit for bit). A run directory that
     already holds a run is never overwritten. A NaN or infinite loss stops the run with
     `DivergedError` naming the epoch and batch. `on_epoch_end` is called with each row.
+    Where `capture` says so (CUDA only), the training passes run through CUDA graphs
+    (`lab_utils.capture`); the test pass and the measurements are eager either way.
     """
     validate(cfg)
     run_dir = runs.new_run_dir(cfg.run_dir, cfg.recipe)
@@ -394,6 +404,7 @@ def fit(cfg: LabConfig, progress: bool = True,
     seed_everything(cfg.seed)
     # The model first: missing ImageNet weights should fail before the data is loaded.
     model, optimizer = model_and_optimizer(cfg, device)
+    train_model = for_training(model, device, cfg.capture)  # CUDA graphs: lab_utils.capture
     data_gen = torch.Generator().manual_seed(cfg.seed)
     batches = build_batches(cfg, device, data_gen)
     per_batch = None
@@ -424,7 +435,7 @@ def fit(cfg: LabConfig, progress: bool = True,
             t0 = time.perf_counter()
             lr = optimizer.param_groups[0]["lr"]
             train_loss, train_acc = _train_epoch_reported(
-                cfg, model, batches.train, optimizer, criterion, device, per_batch, epoch,
+                cfg, train_model, batches.train, optimizer, criterion, device, per_batch, epoch,
                 len(history), run_dir)
             if per_batch is None:
                 scheduler.step()
@@ -471,6 +482,7 @@ def fit(cfg: LabConfig, progress: bool = True,
         "measure_time_s": round(sum(r.get("measure_time_s", 0) for r in history), 1),
         "device": describe_device(device), "torch": torch.__version__,
         "precision": precision_name(device, cfg.precision),
+        "captured": uses_capture(device, cfg.capture),
         "data": batches.description, "seed": cfg.seed, "recipe": cfg.recipe,
     }
     runs.save_json(run_dir / "metrics.json", metrics)

@@ -58,6 +58,17 @@ def test_run_grid_skips_finished_runs_and_reruns_unfinished(tmp_path, monkeypatc
     assert len(dirs) == 5 and calls == ["crop2-s0", "crop0-s1", "crop2-s1", "extra"]
 
 
+def test_run_grid_only_runs_the_named_runs(tmp_path, monkeypatch):
+    calls = []
+    monkeypatch.setattr(grid, "_run_notebook",
+                        lambda nb, out, run: calls.append(run.run_dir.name) or 0)
+    grid.run_grid(write(tmp_path), notebooks_out=tmp_path / "nb", only=["extra", "crop2-s1"])
+    assert calls == ["crop2-s1", "extra"]
+    with pytest.raises(ConfigError, match="--only names crop9-s0, which it does not have; "
+                                          "its runs are crop0-s0, crop2-s0"):
+        grid.run_grid(write(tmp_path), only=["crop9-s0"])
+
+
 def test_run_grid_reports_failed_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(grid, "_run_notebook", lambda nb, out, run: 1)
     with pytest.raises(RuntimeError, match="failed.*crop0-s0.*run the same command again"):
@@ -81,7 +92,10 @@ def test_in_process_grid_trains_resumes_and_refuses_a_changed_spec(synthetic_dir
 
 @pytest.mark.parametrize("spec", sorted(ROOT.glob("results/**/*.yaml")),
                          ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_committed_run_is_what_its_spec_says(spec):
+def test_every_committed_run_is_what_its_spec_says(spec, monkeypatch):
+    import torch
+    # Checked as on a GPU machine, so that the specs of GPU runs (results/gpu) are too.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     runs = grid.load_spec(spec)
     assert runs
     for run in runs:

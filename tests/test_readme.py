@@ -101,7 +101,8 @@ def test_ablation_table_is_recomputed_from_the_committed_runs(readme):
 def test_recipe_table_is_recomputed_from_the_committed_runs(readme):
     text = readme.read_text(encoding="utf-8")
     for name, epochs in [("lab-cpu-seed0", 15), ("lab-cpu-seed1", 15), ("fast-cpu-seed0", 5),
-                         ("fast-cpu-seed1", 5), ("fast-cpu-seed2", 5)]:
+                         ("fast-cpu-seed1", 5), ("fast-cpu-seed2", 5),
+                         ("reference/lab-dataloader-fp32-seed0", 15)]:
         m = runs.load_metrics(ROOT / "results" / name)
         assert re.search(_row(str(epochs), f"{m['test_acc']:.2f}%", f"{m['wall_time_s']:,}"),
                          text, flags=re.M), name
