@@ -8,7 +8,7 @@ memory, of the fast tensor path and of the lab's per-image DataLoader path (load
 augmentation included); and, unless `--no-epoch`, one full epoch (train and test) for
 each path. On CUDA it measures the model alone and the tensor path again with the
 training step captured as CUDA graphs (`capture="on"`, lab_utils.capture), in the precision
-"auto" picks. Also names the precision the automatic rule
+"auto" picks (images/s only). Also names the precision the automatic rule
 ("auto") picks here, so that a reader can check it is the faster one. Prints one JSON
 object. Timings live here, never in tests.
 """
@@ -120,19 +120,16 @@ def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_worke
         result[f"{loader}_{precision}"] = figures
         result["data"] = batches.description
     if dev.type == "cuda":
-        # The captured step, in the precision "auto" picks (one compilation): the first
-        # warm-up batches compile and record it, so images/s are steady-state; the epoch is
-        # a fresh model's (its compiled code cached, its graphs recorded again).
+        # The captured step, in the precision "auto" picks: the first warm-up batches
+        # compile and record it, so the images/s are steady-state. (Whole epochs with
+        # compilation included are the training runs' business: results/gpu/run.sh.)
         cfg = dataclasses.replace(base, loader="tensor", capture="on")
         batches = build_batches(cfg, dev, torch.Generator().manual_seed(0))
-        captured = {"precision": precision_name(dev, "auto"),
-                    "model_only_img_s": round(model_images_per_second(cfg, dev, warmup, steps)),
-                    "tensor_train_img_s": round(images_per_second(cfg, dev, batches.train,
-                                                                  warmup, steps))}
-        if full_epoch:
-            captured["tensor_epoch_s"] = round(epoch_seconds(cfg, dev, batches.train,
-                                                             batches.test), 1)
-        result["captured"] = captured
+        result["captured"] = {
+            "precision": precision_name(dev, "auto"),
+            "model_only_img_s": round(model_images_per_second(cfg, dev, warmup, steps)),
+            "tensor_train_img_s": round(images_per_second(cfg, dev, batches.train, warmup,
+                                                          steps))}
     if full_epoch and set(loaders) == {"tensor", "dataloader"}:
         result["epoch_ratio_tensor_over_dataloader_fp32"] = round(
             result["tensor_fp32"]["epoch_s"] / result["dataloader_fp32"]["epoch_s"], 3)

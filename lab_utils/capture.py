@@ -65,6 +65,14 @@ class CapturedModel(nn.Module):
         return self.compiled(x)
 
 
+def cudagraph_skips() -> int:
+    """How many compiled graphs ran without CUDA graphs so far in this process (inductor
+    says why with TORCH_LOGS=perf_hints): 0 when every compiled graph was captured."""
+    from torch._dynamo.utils import counters
+
+    return int(counters["inductor"]["cudagraph_skips"])
+
+
 def for_training(model: nn.Module, device: torch.device, capture: str = "auto") -> nn.Module:
     """The module `train_epoch` should call on `device`: a `CapturedModel` around `model`
     where `uses_capture` says so, else `model` itself."""

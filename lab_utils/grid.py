@@ -2,7 +2,7 @@
 
     python -m lab_utils.grid results/ablation/grid.yaml            # the lab's question
     python -m lab_utils.grid results/plain-vs-residual/grid.yaml --jobs 2
-    python -m lab_utils.grid results/gpu/grid.yaml --in-process --only lab-captured-seed0
+    python -m lab_utils.grid results/gpu/grid.yaml --in-process --only lab-capture-on-seed0
 
 A spec is a YAML file in the folder its runs go to:
 
@@ -112,7 +112,7 @@ def _run_notebook(notebook: Path, executed: Path, run: Run) -> int:
 def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
              in_process: bool = False, notebook: str | Path = "notebooks/04_train.ipynb",
              notebooks_out: str | Path = "runs/grid-notebooks",
-             only: list[str] | None = None) -> list[Path]:
+             only: list[str] | None = None, progress: bool = False) -> list[Path]:
     """Run every run of `spec` that is not finished (of those named in `only`, if given);
     return all run directories.
 
@@ -120,8 +120,8 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
     mostly idle, several at once finish sooner; on a 2-core CPU keep 1), with the
     executed notebooks in `notebooks_out` (git-ignored); or one after another in this
     process with `in_process` (how notebook 05 makes its CI-scale grid: under LAB_SMOKE=1
-    every run shrinks to `ci_scale`). Raises `RuntimeError` naming the runs that failed,
-    after the others have finished.
+    every run shrinks to `ci_scale`), printing a line per epoch with `progress`. Raises
+    `RuntimeError` naming the runs that failed, after the others have finished.
     """
     runs = load_spec(spec, out)
     unknown = sorted(set(only or []) - {run.run_dir.name for run in runs})
@@ -143,13 +143,16 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
         run, cfg = item
         print(f"running: {run.run_dir.name}", flush=True)
         if in_process:
-            fit(cfg, progress=False)
+            fit(cfg, progress=progress)
             return run.run_dir.name, 0
         executed = resolve(notebooks_out) / f"{run.run_dir.name}.ipynb"
         return run.run_dir.name, _run_notebook(resolve(notebook), executed, run)
 
-    with ThreadPoolExecutor(max_workers=1 if in_process else jobs) as pool:
-        failed = [name for name, code in pool.map(one, todo) if code != 0]
+    if in_process:  # in this thread: CUDA graphs (capture="on") keep per-thread state
+        failed = [name for name, code in map(one, todo) if code != 0]
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            failed = [name for name, code in pool.map(one, todo) if code != 0]
     if failed:
         raise RuntimeError(f"these runs failed (see their notebooks in {notebooks_out}): "
                            + ", ".join(failed) + "; run the same command again to resume them")
@@ -166,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", help="run only these runs (folder names, comma-separated)")
     args = parser.parse_args(argv)
     run_grid(args.spec, args.out, args.jobs, args.in_process,
-             only=args.only.split(",") if args.only else None)
+             only=args.only.split(",") if args.only else None, progress=True)
 
 
 if __name__ == "__main__":

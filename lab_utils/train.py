@@ -24,7 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import runs
-from .capture import for_training, uses_capture
+from .capture import cudagraph_skips, for_training, uses_capture
 from .config import (EVAL_BATCH_SIZE, ConfigError, LabConfig, config_dict, saved_config,
                      validate)
 from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, dataset_labels,
@@ -485,6 +485,8 @@ def fit(cfg: LabConfig, progress: bool = True,
         "captured": uses_capture(device, cfg.capture),
         "data": batches.description, "seed": cfg.seed, "recipe": cfg.recipe,
     }
+    if metrics["captured"]:
+        metrics["cudagraph_skips"] = cudagraph_skips()  # 0: every compiled graph was captured
     runs.save_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, pd.DataFrame(history), metrics)
 

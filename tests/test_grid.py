@@ -69,6 +69,16 @@ def test_run_grid_only_runs_the_named_runs(tmp_path, monkeypatch):
         grid.run_grid(write(tmp_path), only=["crop9-s0"])
 
 
+def test_in_process_runs_train_in_the_calling_thread(tmp_path, monkeypatch):
+    import threading
+    # CUDA graph trees keep per-thread state: a captured run must not move to a worker.
+    threads = []
+    monkeypatch.setattr(grid, "fit", lambda cfg, progress: threads.append(
+        threading.current_thread()))
+    grid.run_grid(write(tmp_path), in_process=True, only=["extra"])
+    assert threads == [threading.main_thread()]
+
+
 def test_run_grid_reports_failed_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(grid, "_run_notebook", lambda nb, out, run: 1)
     with pytest.raises(RuntimeError, match="failed.*crop0-s0.*run the same command again"):
