@@ -202,17 +202,24 @@ def validate(cfg: LabConfig) -> LabConfig:
         raise _bad("nesterov", cfg.nesterov, "False when momentum=0 (Nesterov needs momentum)")
 
     check_device(cfg.device)
-    if cfg.capture == "on" and not _will_use_cuda(cfg.device):
+    if cfg.capture == "on" and select_device(cfg.device).type != "cuda":
         raise _bad("capture", cfg.capture, "'on' only on a CUDA GPU (CUDA graphs remove the "
                    "launch overhead of a GPU; a CPU has none to remove): use 'auto' or 'off', "
                    f"or device='cuda' (device={cfg.device!r} here)")
     return cfg
 
 
-def _will_use_cuda(device: str) -> bool:
+def select_device(device: str = "auto") -> torch.device:
+    """'auto' picks CUDA, then Apple's MPS, then the CPU; other names are taken as given."""
     import torch
 
-    return device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    if device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
 
 
 def check_device(device: str) -> None:

@@ -24,9 +24,9 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 
 from . import runs
-from .capture import cudagraph_skips, for_training, uses_capture
+from .capture import cudagraph_skips, for_training
 from .config import (EVAL_BATCH_SIZE, ConfigError, LabConfig, config_dict, saved_config,
-                     validate)
+                     select_device, validate)
 from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, dataset_labels,
                    fixed_subset, load_datasets, load_tensors, test_transform,
                    val_split)
@@ -50,17 +50,6 @@ class RunResult:
     run_dir: Path
     history: pd.DataFrame
     metrics: dict[str, Any]
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU; other names are taken as given."""
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def describe_device(device: torch.device) -> str:
@@ -405,6 +394,7 @@ def fit(cfg: LabConfig, progress: bool = True,
     # The model first: missing ImageNet weights should fail before the data is loaded.
     model, optimizer = model_and_optimizer(cfg, device)
     train_model = for_training(model, device, cfg.capture)  # CUDA graphs: lab_utils.capture
+    skips_before = cudagraph_skips()  # a process-wide count: this run's are the difference
     data_gen = torch.Generator().manual_seed(cfg.seed)
     batches = build_batches(cfg, device, data_gen)
     per_batch = None
@@ -482,11 +472,12 @@ def fit(cfg: LabConfig, progress: bool = True,
         "measure_time_s": round(sum(r.get("measure_time_s", 0) for r in history), 1),
         "device": describe_device(device), "torch": torch.__version__,
         "precision": precision_name(device, cfg.precision),
-        "captured": uses_capture(device, cfg.capture),
+        "captured": train_model is not model,
         "data": batches.description, "seed": cfg.seed, "recipe": cfg.recipe,
     }
     if metrics["captured"]:
-        metrics["cudagraph_skips"] = cudagraph_skips()  # 0: every compiled graph was captured
+        # 0: every graph this run compiled was captured
+        metrics["cudagraph_skips"] = cudagraph_skips() - skips_before
     runs.save_json(run_dir / "metrics.json", metrics)
     return RunResult(run_dir, pd.DataFrame(history), metrics)
 
