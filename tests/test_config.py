@@ -1,7 +1,12 @@
+from pathlib import Path
+
 import pytest
 
+from lab_utils import analysis, runs
 from lab_utils.config import (LAB, ConfigError, LabConfig, load_preset, make_config,
                               notebook_parameters, preset_path, saved_config, validate)
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_defaults_are_the_labs_recipe():
@@ -121,3 +126,14 @@ def test_notebook_parameters_are_what_papermill_injected_else_the_whole_cell():
 def test_validate_returns_a_good_config_unchanged():
     cfg = make_config(epochs=3, milestones=[1, 2])
     assert validate(cfg) is cfg
+
+
+def test_the_fast_preset_is_the_validation_screens_choice():
+    # The preset's crop padding and epoch count are the screen cell with the highest final
+    # validation accuracy (results/fast-screen-val, README "The fast preset, chosen on
+    # validation"); changing either without a new screen makes this fail.
+    cells = analysis.find_runs(ROOT / "results" / "fast-screen-val")
+    best = max(cells, key=lambda d: runs.load_metrics(d)["val_acc"])
+    chosen = runs.load_config(best)
+    preset = load_preset("fast")
+    assert (preset["crop_padding"], preset["epochs"]) == (chosen["crop_padding"], chosen["epochs"])

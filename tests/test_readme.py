@@ -102,7 +102,8 @@ def test_recipe_table_is_recomputed_from_the_committed_runs(readme):
     text = readme.read_text(encoding="utf-8")
     for name, epochs in [("lab-cpu-seed0", 15), ("lab-cpu-seed1", 15), ("fast-cpu-seed0", 5),
                          ("fast-cpu-seed1", 5), ("fast-cpu-seed2", 5),
-                         ("reference/lab-dataloader-fp32-seed0", 15)]:
+                         ("reference/lab-dataloader-fp32-seed0", 15),
+                         ("fast-test/crop0-ep6-seed0", 6)]:
         m = runs.load_metrics(ROOT / "results" / name)
         assert re.search(_row(str(epochs), f"{m['test_acc']:.2f}%", f"{m['wall_time_s']:,}"),
                          text, flags=re.M), name
@@ -120,3 +121,18 @@ def test_plain_vs_residual_table_is_recomputed_from_the_committed_runs(readme):
         cells = [f"`{arch}`"] + [f"{v:.3f}" for v in g.sort_values("seed").train_loss] + \
                 [f"{v:.2f}%" for v in g.sort_values("seed").test_acc]
         assert re.search(_row(*cells), text, flags=re.M), (arch, cells)
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_validation_screen_table_is_recomputed_from_the_committed_runs(readme):
+    # The screen's table shows validation accuracy only: the choice is made on it, and a
+    # screening run's test accuracy (in its history.csv) is never looked at.
+    text = readme.read_text(encoding="utf-8")
+    cells = analysis.find_runs(ROOT / "results" / "fast-screen-val")
+    assert len(cells) == 6
+    for run_dir in cells:
+        cfg, m = runs.load_config(run_dir), runs.load_metrics(run_dir)
+        assert cfg["val_size"] == 5000
+        row = _row(str(cfg["crop_padding"]), str(cfg["epochs"]), f"{m['val_acc']:.2f}%",
+                   f"{m['wall_time_s']:,}")
+        assert re.search(row, text, flags=re.M), run_dir.name
