@@ -103,12 +103,31 @@ def test_recipe_table_is_recomputed_from_the_committed_runs(readme):
     for name, epochs in [("lab-cpu-seed0", 15), ("lab-cpu-seed1", 15), ("fast-cpu-seed0", 5),
                          ("fast-cpu-seed1", 5), ("fast-cpu-seed2", 5),
                          ("reference/lab-dataloader-fp32-seed0", 15),
-                         ("fast-test/crop0-ep6-seed0", 6)]:
+                         ("fast-test/crop0-ep6-seed0", 6), ("fast-test/crop0-ep6-seed1", 6),
+                         ("fast-test/crop0-ep6-seed2", 6)]:
         m = runs.load_metrics(ROOT / "results" / name)
         assert re.search(_row(str(epochs), f"{m['test_acc']:.2f}%", f"{m['wall_time_s']:,}"),
                          text, flags=re.M), name
     for name in ("fast-crop4-cpu-seed0", "fast-crop4-cpu-seed1"):
         assert f"{runs.load_metrics(ROOT / 'results' / name)['test_acc']:.2f}%" in text
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_fast_preset_summary_is_recomputed_from_the_committed_runs(readme):
+    """The mean over the three test seeds, and the time ratios against the lab's 15 epochs
+    estimated as 15 x the mean epoch of the lab run stopped beside seeds 1 and 2."""
+    text = readme.read_text(encoding="utf-8")
+    fast_test = ROOT / "results" / "fast-test"
+    seeds = [runs.load_metrics(fast_test / f"crop0-ep6-seed{s}") for s in (0, 1, 2)]
+    assert f"{sum(m['test_acc'] for m in seeds) / 3:.2f}%" in text
+    lab_epochs = runs.load_history(fast_test / "lab-seed0-stopped").epoch_time_s
+    estimate = 15 * lab_epochs.mean()
+    assert f"{estimate:,.0f}" in text
+    for m in seeds:
+        assert f"{m['wall_time_s'] / estimate:.2f}" in text, m["seed"]
+    walls = [m["wall_time_s"] for m in seeds[1:]]  # the seeds of the lab run's session
+    low, high = min(walls) / (15 * lab_epochs.max()), max(walls) / (15 * lab_epochs.min())
+    assert f"{low:.2f}-{high:.2f}" in text
 
 
 @pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
