@@ -17,9 +17,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Where capture="auto" turns capture on: the device types on which the benchmark
-# (`python -m lab_utils.bench`, results/gpu/run.sh) measured the captured step faster than
-# the eager one. None yet: no GPU has measured it, so "auto" is eager everywhere for now.
+# Where capture="auto" turns capture on: the device types on which capture was measured
+# faster end to end, compilation included, for every recipe. None: on one H200
+# (results/gpu/, README "Speed on a GPU") the captured step ran 2.6x as fast once compiled,
+# but compiling cost about 16 s, which the lab's 15 epochs earn back (52.1 s against 71.6 s)
+# and a run of a few epochs probably does not. So "auto" is eager; ask for capture="on".
 MEASURED_FASTER_ON: tuple[str, ...] = ()
 
 

@@ -100,17 +100,23 @@ def test_in_process_grid_trains_resumes_and_refuses_a_changed_spec(synthetic_dir
         grid.run_grid(spec, in_process=True)
 
 
-@pytest.mark.parametrize("spec", sorted(ROOT.glob("results/**/*.yaml")),
+# Every committed spec with the folder its runs went to: its own, or the --out folder of a
+# spec run again on another machine (results/gpu/run.sh runs fast-test's on a GPU).
+SPECS = [(spec, spec.parent) for spec in sorted(ROOT.glob("results/**/*.yaml"))] + [
+    (ROOT / "results" / "fast-test" / "grid.yaml", ROOT / "results" / "fast-test-gpu")]
+
+
+@pytest.mark.parametrize("spec, folder", SPECS,
                          ids=lambda p: str(p.relative_to(ROOT)))
-def test_every_committed_run_is_what_its_spec_says(spec, monkeypatch):
+def test_every_committed_run_is_what_its_spec_says(spec, folder, monkeypatch):
     import torch
     # Checked as on a GPU machine, so that the specs of GPU runs (results/gpu) are too.
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    runs = grid.load_spec(spec)
+    runs = grid.load_spec(spec, out=folder)
     assert runs
     for run in runs:
         if is_finished(run.run_dir):
             check_resumable(run.run_dir, make_config(**run.params))
-    committed = {p.parent for p in spec.parent.glob("*/metrics.json")}
+    committed = {p.parent for p in folder.glob("*/metrics.json")}
     if spec.name == "grid.yaml":  # a grid's folder holds its runs and nothing else
         assert committed <= {r.run_dir for r in runs}

@@ -1,4 +1,5 @@
 """The READMEs: error messages quoted verbatim, the Chinese README in step with the English."""
+import json
 import re
 from pathlib import Path
 
@@ -104,7 +105,9 @@ def test_recipe_table_is_recomputed_from_the_committed_runs(readme):
                          ("fast-cpu-seed1", 5), ("fast-cpu-seed2", 5),
                          ("reference/lab-dataloader-fp32-seed0", 15),
                          ("fast-test/crop0-ep6-seed0", 6), ("fast-test/crop0-ep6-seed1", 6),
-                         ("fast-test/crop0-ep6-seed2", 6)]:
+                         ("fast-test/crop0-ep6-seed2", 6), ("fast-test-gpu/lab-seed0", 15),
+                         ("fast-test-gpu/crop0-ep6-seed0", 6), ("fast-test-gpu/crop0-ep6-seed1", 6),
+                         ("fast-test-gpu/crop0-ep6-seed2", 6)]:
         m = runs.load_metrics(ROOT / "results" / name)
         assert re.search(_row(str(epochs), f"{m['test_acc']:.2f}%", f"{m['wall_time_s']:,}"),
                          text, flags=re.M), name
@@ -131,6 +134,39 @@ def test_fast_preset_summary_is_recomputed_from_the_committed_runs(readme):
     low = min(walls) / (planned * lab_epochs.max())
     high = max(walls) / (planned * lab_epochs.min())
     assert f"{low:.2f}-{high:.2f}" in text
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_fast_preset_on_the_gpu_is_recomputed_from_the_committed_runs(readme):
+    """The GPU session's ratios: each fast seed's wall time over the lab run's, beside them."""
+    text = readme.read_text(encoding="utf-8")
+    gpu = ROOT / "results" / "fast-test-gpu"
+    lab = runs.load_metrics(gpu / "lab-seed0")
+    seeds = [runs.load_metrics(gpu / f"crop0-ep6-seed{s}") for s in (0, 1, 2)]
+    assert {m["device"] for m in [lab, *seeds]} == {lab["device"]}  # one machine
+    ratios = [m["wall_time_s"] / lab["wall_time_s"] for m in seeds]
+    assert ", ".join(f"{r:.2f}" for r in ratios[:2]) + f" and {ratios[2]:.2f}" in text \
+        or "、".join(f"{r:.2f}" for r in ratios[:2]) + f" 和 {ratios[2]:.2f}" in text
+    assert max(ratios) <= 1 / 3 and f"{lab['wall_time_s'] / 3:.1f}" in text
+    assert f"{sum(m['test_acc'] for m in seeds) / 3:.2f}%" in text
+
+
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_gpu_speed_table_is_recomputed_from_the_committed_runs(readme):
+    text = readme.read_text(encoding="utf-8")
+    for name, captured in [("fast-test-gpu/lab-seed0", False), ("gpu/lab-capture-on-seed0", True),
+                           ("gpu/cifar_stem-capture-on-seed0", True)]:
+        m = runs.load_metrics(ROOT / "results" / name)
+        assert m["captured"] is captured and m.get("cudagraph_skips", 0) == 0, name
+        epochs = runs.load_history(ROOT / "results" / name).epoch_time_s
+        cells = [f"`results/{name}`", f"{m['test_acc']:.2f}%", f"{epochs.iloc[0]:.1f}",
+                 f"{epochs.iloc[1:].median():.2f}", f"{m['wall_time_s']:.1f}"]
+        assert re.search(_row(*cells), text, flags=re.M), (name, cells)
+    bench = json.loads((ROOT / "results" / "gpu" / "bench-gpu.json").read_text())
+    for row in [(f"{bench['tensor_fp32']['train_img_s']:,}", f"{bench['tensor_fp32']['epoch_s']}"),
+                (f"{bench['tensor_bf16']['train_img_s']:,}", f"{bench['tensor_bf16']['epoch_s']}"),
+                (f"{bench['captured']['tensor_train_img_s']:,}",)]:
+        assert re.search(_row(*row), text, flags=re.M), row
 
 
 @pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
