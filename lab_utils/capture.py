@@ -17,20 +17,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-# Where capture="auto" turns capture on: the device types on which capture was measured
-# faster end to end, compilation included, for every recipe. None: on one H200
-# (results/gpu/, README "Speed on a GPU") the captured step ran 2.6x as fast once compiled,
-# but compiling cost about 16 s, which the lab's 15 epochs earn back (52.1 s against 71.6 s)
-# and a run of a few epochs probably does not. So "auto" is eager; ask for capture="on".
-MEASURED_FASTER_ON: tuple[str, ...] = ()
+# Where capture="auto" turns capture on: the GPUs (as torch.cuda.get_device_name names
+# them) on which the lab's 15 epochs were measured faster captured than eager, compilation
+# included (results/gpu/, README "Speed on a GPU": 52.1 s against 71.6 s on one H200).
+# Other GPUs stay eager until measured: one that does not wait on kernel launches at
+# batch 128, or a machine with few CPU cores to compile on, may not gain.
+MEASURED_FASTER_ON: tuple[str, ...] = ("NVIDIA H200",)
 
 
 def uses_capture(device: torch.device, capture: str = "auto") -> bool:
     """Whether training on `device` captures the step, as the `capture` parameter says:
     "on" (CUDA only; `lab_utils.config.validate` refuses it elsewhere), "off", or "auto"
-    (on where it was measured faster, `MEASURED_FASTER_ON`)."""
+    (on the GPUs where it was measured faster, `MEASURED_FASTER_ON`). Compiling costs
+    about 16 s on an H200, which a run of a few epochs does not earn back: pass "off"."""
     if capture == "auto":
-        return device.type in MEASURED_FASTER_ON
+        return device.type == "cuda" and torch.cuda.get_device_name(device) in MEASURED_FASTER_ON
     return capture == "on" and device.type == "cuda"
 
 

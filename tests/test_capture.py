@@ -74,3 +74,11 @@ def test_capture_is_off_on_the_cpu_and_on_needs_cuda():
     with pytest.raises(ConfigError, match="capture='always'.*'auto', 'on', 'off'"):
         make_config(capture="always")
     assert make_config(capture="off", device="cpu").capture == "off"
+
+
+@pytest.mark.parametrize("gpu, captured", [("NVIDIA H200", True), ("Tesla T4", False)])
+def test_auto_captures_only_on_the_gpus_where_it_was_measured_faster(gpu, captured, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu)
+    cuda = torch.device("cuda")
+    assert uses_capture(cuda, "auto") is captured
+    assert uses_capture(cuda, "on") and not uses_capture(cuda, "off")

@@ -148,6 +148,9 @@ def test_fast_preset_on_the_gpu_is_recomputed_from_the_committed_runs(readme):
     assert ", ".join(f"{r:.2f}" for r in ratios[:2]) + f" and {ratios[2]:.2f}" in text \
         or "、".join(f"{r:.2f}" for r in ratios[:2]) + f" 和 {ratios[2]:.2f}" in text
     assert max(ratios) <= 1 / 3 and f"{lab['wall_time_s'] / 3:.1f}" in text
+    captured = runs.load_metrics(ROOT / "results" / "gpu" / "lab-capture-on-seed0")
+    against = [m["wall_time_s"] / captured["wall_time_s"] for m in seeds]
+    assert captured["device"] == lab["device"] and f"{min(against):.2f}-{max(against):.2f}" in text
     assert f"{sum(m['test_acc'] for m in seeds) / 3:.2f}%" in text
 
 

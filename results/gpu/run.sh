@@ -2,10 +2,10 @@
 # The GPU measurements as one script for one lent GPU, in about 9 minutes. Issue 11: the
 # fast-preset test spec (results/fast-test/grid.yaml: the lab recipe's 15 epochs, then the
 # fast preset's 3 seeds) on this machine in this session, into results/fast-test-gpu/; its
-# lab run is eager (capture "auto" was eager everywhere until this script measured it) and
-# is issue 14's eager reference. Issue 14: the lab's 15 epochs with the training step
-# captured as CUDA graphs (same seed), the benchmark (eager and captured images/s), and the
-# CIFAR-stem preset for up to 30 epochs with the time that is left (results/gpu/grid.yaml).
+# lab run is eager (the spec says capture "off") and is issue 14's eager reference.
+# Issue 14: the lab's 15 epochs with the training step captured as CUDA graphs (same
+# seed), the benchmark (eager and captured images/s), and the CIFAR-stem preset for up to
+# 30 epochs with the time that is left (results/gpu/grid.yaml).
 # The benchmark goes to results/gpu/bench-gpu.json, each step's wall time (process start,
 # data, compilation and all) to results/gpu/timings.txt and its output to results/gpu/logs/.
 #   bash results/gpu/run.sh
