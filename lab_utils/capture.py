@@ -28,8 +28,9 @@ MEASURED_FASTER_ON: tuple[str, ...] = ("NVIDIA H200",)
 def uses_capture(device: torch.device, capture: str = "auto") -> bool:
     """Whether training on `device` captures the step, as the `capture` parameter says:
     "on" (CUDA only; `lab_utils.config.validate` refuses it elsewhere), "off", or "auto"
-    (on the GPUs where it was measured faster, `MEASURED_FASTER_ON`). Compiling costs
-    about 16 s on an H200, which a run of a few epochs does not earn back: pass "off"."""
+    (on the GPUs where it was measured faster, `MEASURED_FASTER_ON`). Compilation made the
+    first epoch about 16 s longer on an H200, which a run of a few epochs probably does not
+    earn back: pass "off" for such runs."""
     if capture == "auto":
         return device.type == "cuda" and torch.cuda.get_device_name(device) in MEASURED_FASTER_ON
     return capture == "on" and device.type == "cuda"

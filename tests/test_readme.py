@@ -151,6 +151,11 @@ def test_fast_preset_on_the_gpu_is_recomputed_from_the_committed_runs(readme):
     captured = runs.load_metrics(ROOT / "results" / "gpu" / "lab-capture-on-seed0")
     against = [m["wall_time_s"] / captured["wall_time_s"] for m in seeds]
     assert captured["device"] == lab["device"] and f"{min(against):.2f}-{max(against):.2f}" in text
+    # End to end, process start included: the script's per-step seconds (results/gpu/timings.txt).
+    steps = dict(re.findall(r"^([\w-]+): (\d+) s", (ROOT / "results" / "gpu" / "timings.txt")
+                            .read_text(), flags=re.M))
+    ends = [int(steps[f"crop0-ep6-seed{s}"]) / int(steps["lab-seed0"]) for s in (0, 1, 2)]
+    assert f"{min(ends):.2f}-{max(ends):.2f}" in text
     assert f"{sum(m['test_acc'] for m in seeds) / 3:.2f}%" in text
 
 
