@@ -46,31 +46,45 @@ if [ ! -d data/cifar10-jpeg/train ] || [ ! -d data/cifar10-jpeg/test ]; then
   echo "no CIFAR-10: put the JPEG copy at data/cifar10-jpeg/{train,test} or data/cifar10-jpeg.tar.gz"
   exit 1
 fi
-{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+{ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'): ${STEPS:-the default steps}"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
 torchvision.__version__, 'cuda', torch.version.cuda)"; echo "cores $(nproc)"; } \
-  | tee "$DIR/machine.txt"
+  | tee -a "$DIR/machine.txt"
+echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), a new machine" >> "$DIR/timings.txt"
 
-# The decode cache first, so that no run's time includes decoding 60,000 JPEGs.
-step decode-cache 60 python3 -c "from lab_utils.data import load_tensors
-for split in ('train', 'test'): load_tensors('data/cifar10-jpeg', 'cifar10', split)"
-# End to end, each: process start, data, model, compilation (captured), the epochs.
-# Issue 11 first: the lab recipe eager, then the fast preset's seeds, one process each.
-for run in lab-seed0 crop0-ep6-seed0 crop0-ep6-seed1 crop0-ep6-seed2; do
-  step "$run" "$([ $run = lab-seed0 ] && echo 150 || echo 90)" python3 -m lab_utils.grid \
-    results/fast-test/grid.yaml --out $FAST --in-process --only $run
+run_step() {  # one step by name; each run is end to end: process start, data, model,
+  # compilation (captured), the epochs
+  case $1 in
+    decode-cache)  # first, so that no run's time includes decoding 60,000 JPEGs
+      step decode-cache 60 python3 -c "from lab_utils.data import load_tensors
+for split in ('train', 'test'): load_tensors('data/cifar10-jpeg', 'cifar10', split)" ;;
+    lab-seed0 | crop0-ep6-seed*)  # issue 11: the fast-preset test spec, eager
+      step "$1" "$([ "$1" = lab-seed0 ] && echo 150 || echo 90)" python3 -m lab_utils.grid \
+        results/fast-test/grid.yaml --out $FAST --in-process --only "$1" ;;
+    bench)
+      step bench 120 sh -c "python3 -m lab_utils.bench --data-dir data/cifar10-jpeg \
+        --loaders tensor > $DIR/bench-gpu.json.part && mv $DIR/bench-gpu.json.part $DIR/bench-gpu.json" ;;
+    cifar_stem-capture-on-seed0)  # with the time that is left
+      local left=$((BUDGET - (SECONDS - START)))
+      if ((left >= 60)); then
+        step "$1" "$left" python3 -m lab_utils.grid $DIR/grid.yaml --in-process --only "$1"
+      else
+        echo "$1: not started, ${left} s left" | tee -a "$DIR/timings.txt"
+      fi ;;
+    *)  # any other run of results/gpu/grid.yaml
+      step "$1" 150 python3 -m lab_utils.grid $DIR/grid.yaml --in-process --only "$1" ;;
+  esac
+}
+
+# The first session's steps (issue 11 first, then issue 14), or those named in $STEPS: the
+# second session's were
+#   STEPS="decode-cache fast-capture-off-seed0 fast-capture-on-seed0 lab-capture-off-seed1
+#          lab-capture-on-seed1" bash results/gpu/run.sh
+for name in ${STEPS:-decode-cache lab-seed0 crop0-ep6-seed0 crop0-ep6-seed1 crop0-ep6-seed2 \
+    lab-capture-on-seed0 bench cifar_stem-capture-on-seed0}; do
+  run_step "$name"
 done
-step lab-capture-on-seed0 180 \
-  python3 -m lab_utils.grid $DIR/grid.yaml --in-process --only lab-capture-on-seed0
-step bench 120 sh -c "python3 -m lab_utils.bench --data-dir data/cifar10-jpeg --loaders tensor \
-  > $DIR/bench-gpu.json.part && mv $DIR/bench-gpu.json.part $DIR/bench-gpu.json"
-LEFT=$((BUDGET - (SECONDS - START)))
-if ((LEFT >= 60)); then
-  step cifar_stem-capture-on-seed0 "$LEFT" \
-    python3 -m lab_utils.grid $DIR/grid.yaml --in-process --only cifar_stem-capture-on-seed0
-else
-  echo "cifar_stem-capture-on-seed0: not started, ${LEFT} s left" | tee -a "$DIR/timings.txt"
-fi
 
 python3 - <<'PY' | tee "$DIR/summary.txt"
 import json
