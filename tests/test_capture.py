@@ -5,6 +5,7 @@ CUDA graphs need a GPU, so these tests trace the same model with torch.compile's
 and only the code generation and the graph recording are left out.
 """
 import copy
+from pathlib import Path
 
 import pytest
 import torch
@@ -82,3 +83,15 @@ def test_auto_captures_only_on_the_gpus_where_it_was_measured_faster(gpu, captur
     cuda = torch.device("cuda")
     assert uses_capture(cuda, "auto") is captured
     assert uses_capture(cuda, "on") and not uses_capture(cuda, "off")
+
+
+def test_the_fast_preset_turns_capture_off_as_measured():
+    # On the H200 its 6 epochs took longer captured than eager (compilation is not earned
+    # back): results/gpu/fast-capture-*-seed0, README "Speed on a GPU".
+    from lab_utils import runs
+    from lab_utils.config import load_preset
+    gpu = Path(__file__).resolve().parents[1] / "results" / "gpu"
+    eager, captured = (runs.load_metrics(gpu / f"fast-capture-{c}-seed0") for c in ("off", "on"))
+    assert captured["captured"] and not eager["captured"]
+    assert captured["wall_time_s"] > eager["wall_time_s"]
+    assert load_preset("fast")["capture"] == "off"

@@ -163,13 +163,19 @@ def test_fast_preset_on_the_gpu_is_recomputed_from_the_committed_runs(readme):
 def test_gpu_speed_table_is_recomputed_from_the_committed_runs(readme):
     text = readme.read_text(encoding="utf-8")
     for name, captured in [("fast-test-gpu/lab-seed0", False), ("gpu/lab-capture-on-seed0", True),
-                           ("gpu/cifar_stem-capture-on-seed0", True)]:
+                           ("gpu/cifar_stem-capture-on-seed0", True),
+                           ("gpu/fast-capture-off-seed0", False), ("gpu/fast-capture-on-seed0", True),
+                           ("gpu/lab-capture-off-seed1", False), ("gpu/lab-capture-on-seed1", True)]:
         m = runs.load_metrics(ROOT / "results" / name)
         assert m["captured"] is captured and m.get("cudagraph_skips", 0) == 0, name
         epochs = runs.load_history(ROOT / "results" / name).epoch_time_s
         cells = [f"`results/{name}`", f"{m['test_acc']:.2f}%", f"{epochs.iloc[0]:.1f}",
                  f"{epochs.iloc[1:].median():.2f}", f"{m['wall_time_s']:.1f}"]
         assert re.search(_row(*cells), text, flags=re.M), (name, cells)
+    # The second machine: the fast preset (seed 0) against the lab recipe (seed 1), both eager.
+    fast, lab = (runs.load_metrics(ROOT / "results" / "gpu" / n)
+                 for n in ("fast-capture-off-seed0", "lab-capture-off-seed1"))
+    assert f"{fast['wall_time_s'] / lab['wall_time_s']:.2f}**" in text
     bench = json.loads((ROOT / "results" / "gpu" / "bench-gpu.json").read_text())
     for row in [(f"{bench['tensor_fp32']['train_img_s']:,}", f"{bench['tensor_fp32']['epoch_s']}"),
                 (f"{bench['tensor_bf16']['train_img_s']:,}", f"{bench['tensor_bf16']['epoch_s']}"),
