@@ -19,7 +19,8 @@ from torch import nn
 
 # Where capture="auto" turns capture on: the GPUs (as torch.cuda.get_device_name names
 # them) on which the lab's 15 epochs were measured faster captured than eager, compilation
-# included (results/gpu/, README "Speed on a GPU": 52.1 s against 71.6 s on one H200).
+# included (results/gpu/, README "Speed on a GPU": 52.1 s against 71.6 s and 39.9 s against
+# 50.0 s on two H200s). Short runs lose: the fast preset turns it off (presets/fast.yaml).
 # Other GPUs stay eager until measured: one that does not wait on kernel launches at
 # batch 128, or a machine with few CPU cores to compile on, may not gain.
 MEASURED_FASTER_ON: tuple[str, ...] = ("NVIDIA H200",)
