@@ -46,12 +46,13 @@ if [ ! -d data/cifar10-jpeg/train ] || [ ! -d data/cifar10-jpeg/test ]; then
   echo "no CIFAR-10: put the JPEG copy at data/cifar10-jpeg/{train,test} or data/cifar10-jpeg.tar.gz"
   exit 1
 fi
-{ echo "# $(date -u '+%Y-%m-%d %H:%M UTC'): ${STEPS:-the default steps}"
+HEADER="# $(date -u '+%Y-%m-%d %H:%M UTC'): $(echo ${STEPS:-the default steps})"
+{ echo "$HEADER"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
 torchvision.__version__, 'cuda', torch.version.cuda)"; echo "cores $(nproc)"; } \
   | tee -a "$DIR/machine.txt"
-echo "# $(date -u '+%Y-%m-%d %H:%M UTC'), a new machine" >> "$DIR/timings.txt"
+echo "$HEADER" >> "$DIR/timings.txt"
 
 run_step() {  # one step by name; each run is end to end: process start, data, model,
   # compilation (captured), the epochs
@@ -73,14 +74,14 @@ for split in ('train', 'test'): load_tensors('data/cifar10-jpeg', 'cifar10', spl
         echo "$1: not started, ${left} s left" | tee -a "$DIR/timings.txt"
       fi ;;
     *)  # any other run of results/gpu/grid.yaml
-      step "$1" 150 python3 -m lab_utils.grid $DIR/grid.yaml --in-process --only "$1" ;;
+      step "$1" 180 python3 -m lab_utils.grid $DIR/grid.yaml --in-process --only "$1" ;;
   esac
 }
 
 # The first session's steps (issue 11 first, then issue 14), or those named in $STEPS: the
 # second session's were
-#   STEPS="decode-cache fast-capture-off-seed0 fast-capture-on-seed0 lab-capture-off-seed1
-#          lab-capture-on-seed1" bash results/gpu/run.sh
+#   STEPS="decode-cache fast-capture-off-seed0 fast-capture-on-seed0 lab-capture-off-seed1 lab-capture-on-seed1" \
+#     bash results/gpu/run.sh
 for name in ${STEPS:-decode-cache lab-seed0 crop0-ep6-seed0 crop0-ep6-seed1 crop0-ep6-seed2 \
     lab-capture-on-seed0 bench cifar_stem-capture-on-seed0}; do
   run_step "$name"
