@@ -88,16 +88,13 @@ for name in ${STEPS:-decode-cache lab-seed0 crop0-ep6-seed0 crop0-ep6-seed1 crop
 done
 
 python3 - <<'PY' | tee "$DIR/summary.txt"
-import json
 from pathlib import Path
-import pandas as pd
-for run in sorted([*Path("results/fast-test-gpu").glob("*/history.csv"),
-                   *Path("results/gpu").glob("*/history.csv")]):
-    h = pd.read_csv(run)
-    m = json.loads((run.parent / "metrics.json").read_text()) if (
-        run.parent / "metrics.json").is_file() else {}
+from lab_utils import analysis, runs
+for run in [r for folder in ("results/fast-test-gpu", "results/gpu") if Path(folder).is_dir()
+            for r in analysis.find_runs(folder)]:
+    h, m = runs.load_history(run), runs.load_metrics(run) or {}
     steady = h.epoch_time_s.iloc[1:].median() * len(h) if len(h) > 1 else float("nan")
-    print(f"{run.parent.parent.name}/{run.parent.name}: {len(h)} epochs, test acc {h.test_acc.iloc[-1]:.2f}%, "
+    print(f"{run.parent.name}/{run.name}: {len(h)} epochs, test acc {h.test_acc.iloc[-1]:.2f}%, "
           f"train+test {h.epoch_time_s.sum():.1f} s (epoch 1: {h.epoch_time_s.iloc[0]:.1f} s), "
           f"{len(h)} x the median later epoch {steady:.1f} s, captured {m.get('captured')}, "
           f"cudagraph skips {m.get('cudagraph_skips')}, {m.get('device')}")
