@@ -25,8 +25,8 @@ from torch import nn
 
 from .capture import for_training
 from .config import make_config
-from .train import (build_batches, describe_device, evaluate, model_and_optimizer,
-                    precision_name, select_device, train_epoch, uses_channels_last)
+from .device import describe_device, precision_name, select_device, uses_channels_last
+from .train import build_batches, evaluate, model_and_optimizer, train_epoch
 
 # What the benchmark compares; fp16 needs a GPU and is not measured.
 PRECISIONS = ("fp32", "bf16")
@@ -44,8 +44,8 @@ def images_per_second(cfg, device, batches, warmup: int, steps: int) -> float:
     model = for_training(model, device, cfg.capture)
     criterion = nn.CrossEntropyLoss()
     it = iter(batches)
-    train_epoch(model, itertools.islice(it, warmup), opt, criterion, device,
-                precision=cfg.precision)
+    train_epoch(model, itertools.islice(it, warmup), opt, criterion, device, None,
+                cfg.precision)
     seen = 0
 
     def counted():
@@ -56,7 +56,7 @@ def images_per_second(cfg, device, batches, warmup: int, steps: int) -> float:
 
     _sync(device)
     t0 = time.perf_counter()
-    train_epoch(model, counted(), opt, criterion, device, precision=cfg.precision)
+    train_epoch(model, counted(), opt, criterion, device, None, cfg.precision)
     _sync(device)
     return seen / (time.perf_counter() - t0)
 
@@ -71,10 +71,10 @@ def model_images_per_second(cfg, device, warmup: int, steps: int) -> float:
     y = torch.randint(0, 10, (cfg.batch_size,), device=device)
     batches = [(x, y)] * (warmup + steps)
     criterion = nn.CrossEntropyLoss()
-    train_epoch(model, batches[:warmup], opt, criterion, device, precision=cfg.precision)
+    train_epoch(model, batches[:warmup], opt, criterion, device, None, cfg.precision)
     _sync(device)
     t0 = time.perf_counter()
-    train_epoch(model, batches[warmup:], opt, criterion, device, precision=cfg.precision)
+    train_epoch(model, batches[warmup:], opt, criterion, device, None, cfg.precision)
     _sync(device)
     return cfg.batch_size * steps / (time.perf_counter() - t0)
 
@@ -86,8 +86,8 @@ def epoch_seconds(cfg, device, train_b, test_b) -> float:
     criterion = nn.CrossEntropyLoss()
     _sync(device)
     t0 = time.perf_counter()
-    train_epoch(trained, train_b, opt, criterion, device, precision=cfg.precision)
-    evaluate(model, test_b, device, precision=cfg.precision)
+    train_epoch(trained, train_b, opt, criterion, device, None, cfg.precision)
+    evaluate(model, test_b, device, None, cfg.precision)
     _sync(device)
     return time.perf_counter() - t0
 

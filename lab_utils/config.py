@@ -18,11 +18,12 @@ from typing import Any
 
 import yaml
 
+from .device import device_problem, select_device
+
 # The CI-scale switch: pytest sets it (tests/conftest.py) so that every notebook runs on
 # a tiny generated dataset for a moment instead of on CIFAR-10 for half an hour.
 SMOKE_ENV = "LAB_SMOKE"
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
 DATASETS = ("cifar10", "synthetic")
 LOADERS = ("tensor", "dataloader")
 AUGMENTS = ("lab", "none")
@@ -201,45 +202,14 @@ def validate(cfg: LabConfig) -> LabConfig:
     if cfg.momentum == 0 and cfg.nesterov:
         raise _bad("nesterov", cfg.nesterov, "False when momentum=0 (Nesterov needs momentum)")
 
-    check_device(cfg.device)
+    problem = device_problem(cfg.device)
+    if problem:
+        raise _bad("device", cfg.device, problem)
     if cfg.capture == "on" and select_device(cfg.device).type != "cuda":
         raise _bad("capture", cfg.capture, "'on' only on a CUDA GPU (CUDA graphs remove the "
                    "launch overhead of a GPU; a CPU has none to remove): use 'auto' or 'off', "
                    f"or device='cuda' (device={cfg.device!r} here)")
     return cfg
-
-
-def select_device(device: str = "auto") -> torch.device:
-    """'auto' picks CUDA, then Apple's MPS, then the CPU; other names are taken as given."""
-    import torch
-
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
-def check_device(device: str) -> None:
-    """Raise `ConfigError` unless `device` is known and present on this machine."""
-    import torch
-
-    base = device.split(":")[0] if isinstance(device, str) else device
-    if base not in DEVICES or (":" in device and base != "cuda"):
-        raise _bad("device", device, "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'")
-    if base == "cuda":
-        if not torch.cuda.is_available():
-            raise _bad("device", device, "a device this machine has: no CUDA GPU is visible "
-                       "here; use 'auto' or 'cpu'")
-        if ":" in device:
-            idx = device.split(":")[1]
-            if not idx.isdigit() or int(idx) >= torch.cuda.device_count():
-                raise _bad("device", device, f"cuda:0 .. cuda:{torch.cuda.device_count() - 1}")
-    if base == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise _bad("device", device, "a device this machine has: MPS (Apple GPU) is not "
-                   "available here; use 'auto' or 'cpu'")
 
 
 def upgrade_names(params: dict[str, Any]) -> dict[str, Any]:
@@ -258,11 +228,14 @@ def upgrade_names(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_config(**params: Any) -> LabConfig:
-    """Build and validate a `LabConfig` from keyword parameters (the notebook's cell).
+    """Build and validate a `LabConfig` from the parameters a user gave: the one rule.
 
     The preset named by `recipe` (default "lab": no changes) is applied first, then every
-    value given here, so the last value wins: `make_config(recipe="fast", crop_padding=4)`
-    trains the fast preset with the lab's padding. Unknown names are an error, not a
+    value given here, so a value the user gave always wins: `make_config(recipe="fast",
+    crop_padding=4)` trains the fast preset with the lab's padding. A line is printed
+    naming the preset values that were replaced, so nothing changes silently. Every entry
+    point (the notebook's parameters cell through `notebook_parameters`, papermill, the
+    grid runner, `publish`, Python) comes through here. Unknown names are an error, not a
     warning: papermill only warns about a `-p` name the notebook does not declare, and a
     typo such as `-p epoch 3` would otherwise silently train for 15 epochs. Milestones
     after the last epoch (a short trial run) are dropped with a printed note, since the
@@ -274,7 +247,14 @@ def make_config(**params: Any) -> LabConfig:
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; known parameters: "
                           + ", ".join(sorted(known)))
-    merged = {**load_preset(params.get("recipe", "lab")), **params}
+    recipe = params.get("recipe", LAB.recipe)
+    preset = load_preset(recipe)
+    replaced = [f"{k}={v!r} (preset: {preset[k]!r})" for k, v in params.items()
+                if k != "recipe" and k in preset and preset[k] != v]
+    if replaced:
+        print(f"Preset {recipe!r} applied, with your values instead of its own for: "
+              + ", ".join(replaced))
+    merged = {**preset, **params}
     epochs, milestones = merged.get("epochs", LAB.epochs), merged.get("milestones", LAB.milestones)
     if isinstance(milestones, (list, tuple)) and isinstance(epochs, int):
         late = [m for m in milestones if isinstance(m, int) and m > epochs]
@@ -285,26 +265,65 @@ def make_config(**params: Any) -> LabConfig:
     return validate(LabConfig(**merged))
 
 
-def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
-    """The training parameters a notebook was given (pass `globals()`).
+PARAMETERS_CELL = "# Papermill parameters cell"  # how the notebooks' parameters cell begins
+INJECTED_CELL = "# Parameters"  # how papermill's injected cell begins
 
-    Run by papermill, these are the values it injected (from `-f` files and `-p`, in a
-    cell starting with "# Parameters", read from IPython's input history `In`), so that a
-    preset named by `recipe` is applied before them. Run by hand, they are every value of
-    the parameters cell. Names that are not parameters raise `ConfigError`: papermill
-    itself only warns about them.
+
+def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
+    """The parameters a notebook's user gave (pass `globals()`), for `make_config`.
+
+    The one rule for a notebook, run by hand or by papermill: a value counts as given when
+    the parameters cell holds something other than the lab's default (edited by hand), or
+    when papermill injected it (`-f` files and `-p`, read from IPython's input history
+    `In`), the injected value winning over the cell's. So a cell edited to `recipe =
+    "fast"` trains the fast preset, a cell edited to `dropout = 0.3` keeps 0.3 when
+    papermill also passes `-p seed 1`, and `make_config` applies the preset first and
+    prints which of its values the user's replaced. A cell value equal to the lab's
+    default cannot be told from an untouched one: to train a preset with one of the lab's
+    own values, pass it with papermill's `-p` or to `make_config` in a cell below. Names
+    papermill injected that are not parameters raise `ConfigError` (papermill itself only
+    warns about them).
     """
-    known = {f.name for f in dataclasses.fields(LabConfig)} | set(RENAMED)
-    for source in namespace.get("In", []):
-        if source.lstrip().startswith("# Parameters"):
-            given = {t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
-                     for t in node.targets if isinstance(t, ast.Name)}
-            if given - known:
-                raise ConfigError(
-                    f"unknown parameter(s) {', '.join(sorted(given - known))} passed to "
-                    f"papermill; known parameters: {', '.join(sorted(known - set(RENAMED)))}")
-            return {name: namespace[name] for name in given}
-    return {name: namespace[name] for name in known if name in namespace}
+    known = {f.name for f in dataclasses.fields(LabConfig)}
+    defaults = config_dict(LAB)
+    history = [s for s in namespace.get("In", []) if isinstance(s, str)]
+    cell = _assigned(next((s for s in reversed(history)
+                           if s.lstrip().startswith(PARAMETERS_CELL)), ""))
+    injected_src = next((s for s in reversed(history)
+                         if s.lstrip().startswith(INJECTED_CELL)), None)
+    injected = _assigned(injected_src or "")
+    if set(injected) - known - set(RENAMED):
+        raise ConfigError(
+            f"unknown parameter(s) {', '.join(sorted(set(injected) - known - set(RENAMED)))} "
+            f"passed to papermill; known parameters: {', '.join(sorted(known))}")
+    # papermill's injected cell has overwritten its names by now: the cell's own values
+    # of those come from the cell's source, for the printed line only.
+    given = {name: namespace[name] for name in known
+             if name in namespace and namespace[name] != defaults[name] and name not in injected}
+    overridden = [f"{k}={namespace.get(k, v)!r} (the cell: {cell[k]!r})"
+                  for k, v in injected.items() if k in cell and cell[k] != defaults.get(k)
+                  and cell[k] != v]
+    if overridden:
+        print("papermill's values replace the parameters cell's for: " + ", ".join(overridden))
+    given.update({k: namespace.get(k, v) for k, v in injected.items()})
+    return given
+
+
+def _assigned(source: str) -> dict[str, Any]:
+    """The literal values a cell's source assigns to plain names (`name = literal`)."""
+    try:
+        body = ast.parse(source).body
+    except SyntaxError:
+        return {}
+    values = {}
+    for node in body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                and isinstance(node.targets[0], ast.Name):
+            try:
+                values[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+    return values
 
 
 def smoke_scale() -> bool:

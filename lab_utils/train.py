@@ -9,10 +9,8 @@ train accuracy"), the direct test of the lab's open question (notebook 05).
 from __future__ import annotations
 
 import copy
-import platform
 import random
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -25,8 +23,8 @@ from torch.utils.data import DataLoader, Subset
 
 from . import runs
 from .capture import cudagraph_skips, for_training
-from .config import (EVAL_BATCH_SIZE, ConfigError, LabConfig, config_dict, saved_config,
-                     select_device, validate)
+from .config import EVAL_BATCH_SIZE, ConfigError, LabConfig, validate
+from .device import autocast_for, machine, precision_name, select_device, uses_channels_last
 from .data import (CLASSES, CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TensorLoader, dataset_labels,
                    fixed_subset, load_datasets, load_tensors, test_transform,
                    val_split)
@@ -37,11 +35,6 @@ WORKERS_MESSAGE = (
     "Jupyter on Windows and macOS: use num_workers=0, or loader='tensor' (the default), "
     "which needs no worker processes.")
 
-# Fields that may change between an interrupted run and its resumption (a run directory
-# may also be moved, e.g. from runs/ into results/).
-RESUMABLE_CHANGES = {"resume", "device", "num_workers", "data_dir", "loader", "run_dir",
-                     "capture"}
-
 
 @dataclass
 class RunResult:
@@ -50,23 +43,6 @@ class RunResult:
     run_dir: Path
     history: pd.DataFrame
     metrics: dict[str, Any]
-
-
-def describe_device(device: torch.device) -> str:
-    """A human-readable name of `device` for provenance (GPU model, or CPU and threads)."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "cpu":
-        name = platform.processor() or platform.machine()
-        try:
-            for line in Path("/proc/cpuinfo").read_text().splitlines():
-                if line.startswith("model name"):
-                    name = line.split(":", 1)[1].strip()
-                    break
-        except OSError:
-            pass
-        return f"CPU ({name}, {torch.get_num_threads()} threads)"
-    return device.type
 
 
 def seed_everything(seed: int) -> None:
@@ -93,37 +69,6 @@ def _set_rng_state(state: dict[str, Any], data_gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def autocast_for(device: torch.device, precision: str = "auto"):
-    """(autocast context, grad scaler) for `device` and the `precision` parameter.
-
-    "auto": on CUDA, bf16 where the GPU supports it, else fp16 with a scaler that keeps
-    small gradients from underflowing; everywhere else fp32. CPUs stay in fp32 because
-    bf16 autocast measured slower there on an Intel Xeon with AMX and no faster on an
-    AMD EPYC (README, "Speed"): the automatic choice must never be slower than fp32.
-    "fp32", "bf16" and "fp16" ask for one precision. The scaler is a pass-through
-    (disabled) everywhere but fp16.
-    """
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if precision == "auto" and device.type == "cuda":
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    if dtype is None:
-        return nullcontext(), scaler
-    return torch.autocast(device.type, dtype=dtype), scaler
-
-
-def precision_name(device: torch.device, precision: str = "auto") -> str:
-    """The compute precision `autocast_for` picks: bfloat16, float16 or float32."""
-    autocast, _ = autocast_for(device, precision)
-    return str(getattr(autocast, "fast_dtype", "float32")).replace("torch.", "")
-
-
-def uses_channels_last(device: torch.device) -> bool:
-    """channels_last (NHWC) memory layout: faster for convolutions on CUDA and on the CPU
-    (oneDNN), measured by lab_utils.bench; MPS keeps the default."""
-    return device.type in ("cuda", "cpu")
-
-
 class DivergedError(RuntimeError):
     """The training loss became NaN or infinite; the message names where and what to try."""
 
@@ -131,9 +76,17 @@ class DivergedError(RuntimeError):
         super().__init__(message or f"the training loss became {loss} at batch {batch}")
         self.batch, self.loss = batch, loss
 
+    def explained(self, epoch: int, n_batches: int, lr: float, done: int, run_dir: Path
+                  ) -> "DivergedError":
+        """The same error with `DIVERGED_MESSAGE`: where it happened, what is kept, and a
+        learning rate that can work (the lab's 0.01, or a tenth of one at or below it)."""
+        return DivergedError(self.batch, self.loss, DIVERGED_MESSAGE.format(
+            epoch=epoch, batch=self.batch, n_batches=n_batches, loss=self.loss, lr=lr,
+            done=done, run_dir=runs.shown(run_dir), suggest=0.01 if lr > 0.01 else lr / 10))
 
-def evaluate(model: nn.Module, batches: Iterable, device: torch.device,
-             tta_flip: bool = False, keep_predictions: bool = False, precision: str = "auto"
+
+def evaluate(model: nn.Module, batches: Iterable, device: torch.device, tta_flip: bool,
+             precision: str, keep_predictions: bool = False
              ) -> tuple[float, float, pd.DataFrame | None]:
     """Mean cross-entropy and accuracy (%) of `model` in eval mode over `batches`.
 
@@ -166,8 +119,8 @@ def evaluate(model: nn.Module, batches: Iterable, device: torch.device,
 
 
 def train_epoch(model: nn.Module, batches: Iterable, optimizer: torch.optim.Optimizer,
-                criterion: nn.Module, device: torch.device, scheduler_per_batch=None,
-                precision: str = "auto") -> tuple[float, float]:
+                criterion: nn.Module, device: torch.device, scheduler_per_batch, precision: str
+                ) -> tuple[float, float]:
     """One epoch of training in train mode: the lab's loop. Returns the loss and accuracy
     (%) accumulated over the epoch's batches, the lab's definition of train metrics.
 
@@ -293,13 +246,16 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator) ->
         workers = dict(num_workers=cfg.num_workers, pin_memory=device.type == "cuda",
                        persistent_workers=cfg.num_workers > 0)
 
-        def measure(idx: torch.Tensor) -> DataLoader | None:
-            return DataLoader(Subset(plain_ds, idx.tolist()), EVAL_BATCH_SIZE,
-                              **workers) if len(idx) else None
+        def loader(ds, batch_size: int, **kw) -> Iterable:
+            made = DataLoader(ds, batch_size, **workers, **kw)
+            return WorkerErrorsExplained(made, cfg.num_workers) if cfg.num_workers else made
 
-        train = DataLoader(Subset(train_ds, train_idx.tolist()), cfg.batch_size, shuffle=True,
-                           generator=gen, **workers)
-        test = DataLoader(test_ds, EVAL_BATCH_SIZE, **workers)
+        def measure(idx: torch.Tensor) -> Iterable | None:
+            return loader(Subset(plain_ds, idx.tolist()), EVAL_BATCH_SIZE) if len(idx) else None
+
+        train = loader(Subset(train_ds, train_idx.tolist()), cfg.batch_size, shuffle=True,
+                       generator=gen)
+        test = loader(test_ds, EVAL_BATCH_SIZE)
         n_test = len(test_ds)
     if cfg.dataset == "synthetic":
         data = f"generated images (not CIFAR-10) from {SYNTHETIC_DIR}"
@@ -307,6 +263,24 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator) ->
         data = f"CIFAR-10 from {cfg.data_dir}"
     data += f": {len(train_idx)} train / {len(val_idx)} val / {n_test} test images"
     return Batches(train, test, measure(val_idx), measure(clean_idx), data)
+
+
+class WorkerErrorsExplained:
+    """A DataLoader whose worker processes' failures raise `WORKERS_MESSAGE` (what to
+    change) instead of multiprocessing's own error."""
+
+    def __init__(self, loader: DataLoader, num_workers: int):
+        self.loader, self.num_workers = loader, num_workers
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        try:
+            yield from self.loader
+        except (RuntimeError, BrokenPipeError, EOFError, AttributeError) as err:
+            raise RuntimeError(WORKERS_MESSAGE.format(num_workers=self.num_workers,
+                                                      error=err)) from err
 
 
 def model_and_optimizer(cfg: LabConfig, device: torch.device
@@ -328,19 +302,6 @@ def model_and_optimizer(cfg: LabConfig, device: torch.device
     return model, optimizer
 
 
-def check_resumable(run_dir: Path, cfg: LabConfig) -> None:
-    """Raise `ConfigError` unless the run saved in `run_dir` was made with `cfg` (up to the
-    parameters that may change between an interrupt and its resumption)."""
-    saved = saved_config(runs.load_config(run_dir))
-    now = config_dict(cfg)
-    diff = sorted(k for k in now if k not in RESUMABLE_CHANGES and saved[k] != now[k])
-    if diff:
-        raise ConfigError(
-            f"parameter resume=True but run_dir={str(run_dir)!r} was started with different "
-            + ", ".join(f"{k}={saved[k]!r} (now {now[k]!r})" for k in diff)
-            + "; resume with the same parameters or choose another run_dir")
-
-
 def epoch_line(row: dict[str, float], epochs: int) -> str:
     """One epoch of the history as a line of text (what `fit` prints)."""
     parts = [f"epoch {row['epoch']:>2}/{epochs}",
@@ -356,39 +317,61 @@ def epoch_line(row: dict[str, float], epochs: int) -> str:
 DIVERGED_MESSAGE = (
     "Training diverged in epoch {epoch}, batch {batch} of {n_batches}: the loss became "
     "{loss} at learning rate {lr:.3g}. The {done} finished epoch(s) before it are saved in "
-    "{run_dir}. Try a smaller lr (e.g. {half:.3g}), or a warm-up (schedule='onecycle'); "
+    "{run_dir}. Try lr={suggest:.3g} (the lab's 0.01 trains this model; at or below it, a "
+    "tenth of the lr that diverged), or a warm-up (schedule='onecycle'); "
     "check the data for broken images if the loss was large from the start.")
 
 
-def fit(cfg: LabConfig, progress: bool = True,
-        on_epoch_end: Callable[[dict[str, float]], None] | None = None) -> RunResult:
-    """Train the lab's model as `cfg` says, writing a run directory as it goes.
 
-    Each epoch is the lab's: `train_epoch`, the scheduler's step, the test pass
-    (`evaluate`); then the measurements beyond the lab (validation split, clean train
-    accuracy) and the bookkeeping. With `progress`, one line of text per epoch is printed.
-    After every epoch the history and a checkpoint (model, optimizer, scheduler and all
-    RNG states) are replaced atomically, so an interrupt keeps every finished epoch; with
-    `resume=True` the run continues from its checkpoint and ends with the same history as
-    an uninterrupted run of the same seed (on the CPU, bit for bit). A run directory that
-    already holds a run is never overwritten. A NaN or infinite loss stops the run with
-    `DivergedError` naming the epoch and batch. `on_epoch_end` is called with each row.
-    Where `capture` says so (CUDA only), the training passes run through CUDA graphs
-    (`lab_utils.capture`); the test pass and the measurements are eager either way.
+
+def make_scheduler(cfg: LabConfig, optimizer: torch.optim.Optimizer, steps_per_epoch: int):
+    """(scheduler, the same scheduler if it steps every batch else None), as `cfg` says:
+    the lab's MultiStepLR, stepped once per epoch, or one-cycle, stepped every batch."""
+    if cfg.schedule == "onecycle":
+        s = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=cfg.lr, epochs=cfg.epochs,
+                                                steps_per_epoch=steps_per_epoch)
+        return s, s
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma), None
+
+
+def measure(model: nn.Module, batches: Batches, device: torch.device, cfg: LabConfig
+            ) -> dict[str, float]:
+    """Beyond the lab: the validation split and the clean-train images in eval mode, and
+    the time it took (these change nothing in training)."""
+    t0, row = time.perf_counter(), {}
+    for name, measured in (("val", batches.val), ("clean_train", batches.clean)):
+        if measured is not None:
+            row[f"{name}_loss"], row[f"{name}_acc"], _ = evaluate(
+                model, measured, device, cfg.tta_flip, cfg.precision)
+    if row:
+        row["measure_time_s"] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+def fit(cfg: LabConfig, progress: bool = True, on_epoch_end: Callable | None = None,
+        train_epoch: Callable = train_epoch) -> RunResult:
+    """Train the lab's model as `cfg` says: each epoch `train_epoch`, the schedule's step,
+    the test pass (`evaluate`), the measurements beyond the lab, then the epoch saved.
+
+    `train_epoch` is the epoch's loop, replaceable by your own with the same arguments
+    (notebook 04). The run directory's life is `lab_utils.runs`: a directory holding a
+    run is never overwritten, every finished epoch is saved at once (an interrupt keeps
+    it), and `resume=True` continues from the checkpoint to the same history as an
+    uninterrupted run (on the CPU, bit for bit). A NaN or infinite loss stops the run with
+    `DivergedError` saying where and what to try. With `progress`, one line per epoch;
+    `on_epoch_end` is called with each row. Where `capture` says so (CUDA only), training
+    runs through CUDA graphs (`lab_utils.capture`); the test pass is eager either way.
     """
     validate(cfg)
-    run_dir = runs.new_run_dir(cfg.run_dir, cfg.recipe)
-    checkpoint = None
-    if (run_dir / "config.json").is_file():
-        if not cfg.resume:
-            raise ConfigError(
-                f"parameter run_dir={str(run_dir)!r} already holds a run; pass resume=True to "
-                "continue it, or choose another run_dir (or '' for a new one)")
-        check_resumable(run_dir, cfg)
-        if runs.is_finished(run_dir):
-            return RunResult(run_dir, runs.load_history(run_dir), runs.load_metrics(run_dir))
-        checkpoint = runs.load_checkpoint(run_dir)
-
+    run = runs.start(cfg)
+    if run.finished:
+        result = RunResult(run.run_dir, runs.load_history(run.run_dir),
+                           runs.load_metrics(run.run_dir))
+        if progress:
+            print(f"{runs.shown(run.run_dir)} holds a finished run; its epochs:")
+            for row in result.history.to_dict("records"):
+                print(epoch_line(row, cfg.epochs))
+        return result
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     # The model first: missing ImageNet weights should fail before the data is loaded.
@@ -397,72 +380,67 @@ def fit(cfg: LabConfig, progress: bool = True,
     skips_before = cudagraph_skips()  # a process-wide count: this run's are the difference
     data_gen = torch.Generator().manual_seed(cfg.seed)
     batches = build_batches(cfg, device, data_gen)
-    per_batch = None
-    if cfg.schedule == "onecycle":
-        scheduler = per_batch = torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=cfg.lr, epochs=cfg.epochs, steps_per_epoch=len(batches.train))
-    else:
-        scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.milestones, cfg.gamma)
+    scheduler, per_batch = make_scheduler(cfg, optimizer, len(batches.train))
     criterion = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-
-    history: list[dict[str, float]] = []
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        history = checkpoint["history"]
-        _set_rng_state(checkpoint["rng"], data_gen)
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        runs.save_json(run_dir / "config.json", config_dict(cfg))
+    history = _restore(run.checkpoint, model, optimizer, scheduler, data_gen)
     if progress:
-        print(f"{batches.description}; run directory {run_dir}")
+        print(f"{batches.description}; run directory {runs.shown(run.run_dir)}")
 
     preds = None
     try:
         for epoch in range(len(history) + 1, cfg.epochs + 1):
-            # The lab's epoch: train, step the schedule, test.
-            t0 = time.perf_counter()
-            lr = optimizer.param_groups[0]["lr"]
-            train_loss, train_acc = _train_epoch_reported(
-                cfg, train_model, batches.train, optimizer, criterion, device, per_batch, epoch,
-                len(history), run_dir)
+            t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
+            try:
+                train_loss, train_acc = train_epoch(train_model, batches.train, optimizer,
+                                                    criterion, device, per_batch, cfg.precision)
+            except DivergedError as err:
+                raise err.explained(epoch, len(batches.train), lr, len(history),
+                                    run.run_dir) from None
             if per_batch is None:
                 scheduler.step()
             test_loss, test_acc, preds = evaluate(model, batches.test, device, cfg.tta_flip,
-                                                  keep_predictions=epoch == cfg.epochs,
-                                                  precision=cfg.precision)
+                                                  cfg.precision, epoch == cfg.epochs)
             row = dict(epoch=epoch, train_loss=train_loss, train_acc=train_acc,
                        test_loss=test_loss, test_acc=test_acc, lr=lr,
                        epoch_time_s=round(time.perf_counter() - t0, 2))
-            # Beyond the lab: measurements that change nothing in training, timed apart.
-            t1 = time.perf_counter()
-            for name, measured in (("val", batches.val), ("clean_train", batches.clean)):
-                if measured is not None:
-                    row[f"{name}_loss"], row[f"{name}_acc"], _ = evaluate(
-                        model, measured, device, cfg.tta_flip, precision=cfg.precision)
-            if batches.val is not None or batches.clean is not None:
-                row["measure_time_s"] = round(time.perf_counter() - t1, 2)
-            # Bookkeeping: a resumable checkpoint and the history, replaced atomically.
-            history.append(row)
-            runs.save_checkpoint(run_dir, {
+            history.append({**row, **measure(model, batches, device, cfg)})
+            runs.save_epoch(run.run_dir, history, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "history": history,
-                "rng": _rng_state(data_gen), "epoch": epoch})
-            runs.save_history(run_dir, history)
+                "scheduler": scheduler.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch})
             if progress:
-                print(epoch_line(row, cfg.epochs), flush=True)
+                print(epoch_line(history[-1], cfg.epochs), flush=True)
             if on_epoch_end is not None:
-                on_epoch_end(row)
+                on_epoch_end(history[-1])
     except KeyboardInterrupt:
-        print(f"Interrupted: {len(history)} finished epoch(s) are saved in {run_dir}. "
-              "Run again with resume=True and the same run_dir to continue.")
+        print(f"Interrupted: {len(history)} finished epoch(s) are saved in "
+              f"{runs.shown(run.run_dir)}. Run again with resume=True to continue.")
         raise
 
     if preds is None:  # resumed after the last epoch was saved but before the run ended
-        _, _, preds = evaluate(model, batches.test, device, cfg.tta_flip,
-                               keep_predictions=True, precision=cfg.precision)
-    runs.save_predictions(run_dir, preds)
+        _, _, preds = evaluate(model, batches.test, device, cfg.tta_flip, cfg.precision, True)
+    metrics = final_metrics(cfg, history, device, batches.description,
+                            captured=train_model is not model, skips=cudagraph_skips() - skips_before)
+    runs.finish(run.run_dir, preds, metrics)
+    return RunResult(run.run_dir, pd.DataFrame(history), metrics)
+
+
+def _restore(checkpoint: dict[str, Any] | None, model: nn.Module,
+             optimizer: torch.optim.Optimizer, scheduler, data_gen: torch.Generator
+             ) -> list[dict[str, float]]:
+    """Load a checkpoint's states into the run's objects; its history (empty when new)."""
+    if checkpoint is None:
+        return []
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    scheduler.load_state_dict(checkpoint["scheduler"])
+    _set_rng_state(checkpoint["rng"], data_gen)
+    return list(checkpoint["history"])
+
+
+def final_metrics(cfg: LabConfig, history: list[dict[str, float]], device: torch.device,
+                  data: str, captured: bool, skips: int) -> dict[str, Any]:
+    """What `metrics.json` holds: the final epoch's numbers, the times, and the data,
+    machine, precision and seed that produced them."""
     final = history[-1]
     metrics = {
         "final_epoch": final["epoch"], "test_acc": final["test_acc"],
@@ -470,32 +448,9 @@ def fit(cfg: LabConfig, progress: bool = True,
         **{k: final[k] for k in ("val_acc", "clean_train_acc") if k in final},
         "wall_time_s": round(sum(r["epoch_time_s"] for r in history), 1),
         "measure_time_s": round(sum(r.get("measure_time_s", 0) for r in history), 1),
-        "device": describe_device(device), "torch": torch.__version__,
-        "precision": precision_name(device, cfg.precision),
-        "captured": train_model is not model,
-        "data": batches.description, "seed": cfg.seed, "recipe": cfg.recipe,
+        **machine(device), "precision": precision_name(device, cfg.precision),
+        "captured": captured, "data": data, "seed": cfg.seed, "recipe": cfg.recipe,
     }
-    if metrics["captured"]:
-        # 0: every graph this run compiled was captured
-        metrics["cudagraph_skips"] = cudagraph_skips() - skips_before
-    runs.save_json(run_dir / "metrics.json", metrics)
-    return RunResult(run_dir, pd.DataFrame(history), metrics)
-
-
-def _train_epoch_reported(cfg: LabConfig, model: nn.Module, batches: Iterable,
-                          optimizer: torch.optim.Optimizer, criterion: nn.Module,
-                          device: torch.device, per_batch, epoch: int, done: int,
-                          run_dir: Path) -> tuple[float, float]:
-    """`train_epoch`, with its failures turned into messages that say what to do."""
-    try:
-        return train_epoch(model, batches, optimizer, criterion, device, per_batch, cfg.precision)
-    except DivergedError as err:
-        raise DivergedError(err.batch, err.loss, DIVERGED_MESSAGE.format(
-            epoch=epoch, batch=err.batch, n_batches=len(batches), loss=err.loss,
-            lr=optimizer.param_groups[0]["lr"], done=done, run_dir=run_dir,
-            half=cfg.lr / 2)) from None
-    except (RuntimeError, BrokenPipeError, EOFError, AttributeError) as err:
-        if cfg.loader != "dataloader" or cfg.num_workers == 0:
-            raise
-        raise RuntimeError(WORKERS_MESSAGE.format(num_workers=cfg.num_workers,
-                                                  error=err)) from err
+    if captured:
+        metrics["cudagraph_skips"] = skips  # 0: every graph this run compiled was captured
+    return metrics

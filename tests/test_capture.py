@@ -34,7 +34,7 @@ def batches(sizes=(8, 8, 8, 3)):
 def one_epoch(model: nn.Module, weights: nn.Module, data) -> tuple[float, float]:
     opt = torch.optim.SGD(weights.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     torch.manual_seed(3)  # the same dropout masks for both runs
-    return train_epoch(model, data, opt, nn.CrossEntropyLoss(), CPU)
+    return train_epoch(model, data, opt, nn.CrossEntropyLoss(), CPU, None, "fp32")
 
 
 def test_captured_step_gives_the_eager_losses_and_weights():

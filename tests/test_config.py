@@ -113,14 +113,32 @@ def test_notebook_parameters_rejects_unknown_papermill_names():
         notebook_parameters(namespace)
 
 
-def test_notebook_parameters_are_what_papermill_injected_else_the_whole_cell():
-    namespace = {"epochs": 3, "lr": 0.1, "recipe": "fast",
-                 "In": ["", "# Parameters\nrecipe = \"fast\"\nepochs = 3\n"]}
+CELL = "# Papermill parameters cell (tag: parameters).\n"
+
+
+def test_a_preset_chosen_in_the_cell_is_trained_and_other_edits_win(capsys):
+    # By hand in JupyterLab: recipe and dropout edited, nothing injected.
+    namespace = {"recipe": "fast", "dropout": 0.3, "epochs": 15, "lr": 0.01,
+                 "In": ["", CELL + 'recipe = "fast"\ndropout = 0.3\nepochs = 15\n']}
+    cfg = make_config(**notebook_parameters(namespace))
+    fast = load_preset("fast")
+    assert (cfg.recipe, cfg.epochs, cfg.lr, cfg.schedule) == (
+        "fast", fast["epochs"], fast["lr"], fast["schedule"])
+    assert cfg.dropout == 0.3
+    assert "your values instead of its own for: dropout=0.3 (preset: 0.0)" in capsys.readouterr().out
+
+
+def test_cell_edits_survive_papermills_values_which_win_where_both_are_given(capsys):
+    # The cell edited to dropout 0.3 and seed 3, then papermill -p seed 1.
+    namespace = {"dropout": 0.3, "seed": 1, "In": [
+        "", CELL + "dropout = 0.3\nseed = 3\n", "# Parameters\nseed = 1\n"]}
     given = notebook_parameters(namespace)
-    assert given == {"recipe": "fast", "epochs": 3}
-    assert make_config(**given).lr == load_preset("fast")["lr"]  # the preset, not the cell
-    namespace["In"] = [""]
-    assert notebook_parameters(namespace) == {"epochs": 3, "lr": 0.1, "recipe": "fast"}
+    assert given == {"dropout": 0.3, "seed": 1}
+    assert "replace the parameters cell's for: seed=1 (the cell: 3)" in capsys.readouterr().out
+    # A value passed with -p counts even when it equals the lab's default.
+    namespace = {"recipe": "fast", "epochs": 15,
+                 "In": ["", CELL, '# Parameters\nrecipe = "fast"\nepochs = 15\n']}
+    assert make_config(**notebook_parameters(namespace)).epochs == 15
 
 
 def test_validate_returns_a_good_config_unchanged():

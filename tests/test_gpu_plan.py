@@ -1,0 +1,251 @@
+"""The GPU plan of issue 25 on the CPU (results/gpu/PLAN.md): its specs load, the choice on
+validation follows the rule the screens state, the test specs it writes load, and
+results/gpu/run.sh parses and its steps fit the device call's budget. Nothing here trains
+or needs a GPU: where capture "on" needs CUDA, torch.cuda.is_available is stubbed as in
+tests/test_grid.py."""
+import io
+import json
+import os
+import re
+import subprocess
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from lab_utils import analysis, grid, runs
+from lab_utils.config import config_dict, make_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_SH = ROOT / "results" / "gpu" / "run.sh"
+CIFAR_SCREEN = ROOT / "results" / "cifar-stem-screen-val" / "grid.yaml"
+FAST_SCREEN = ROOT / "results" / "fast-screen-gpu-val" / "grid.yaml"
+LAB_CACHE = ROOT / "results" / "lab-compile-cache" / "grid.yaml"
+CALL1 = ["decode-cache", "lab-floor", "lab-cold", "lab-warm", "cifar-screen-lr0.05",
+         "cifar-screen-lr0.1", "cifar-screen-lr0.2", "choose-cifar"]
+CALL2 = ["decode-cache", "cifar-test-seed0", "cifar-test-seed1", "cifar-test-seed2",
+         "fast-screen", "choose-fast"]
+CALL3 = ["decode-cache", "fast-test-lab", "fast-test-seed0", "fast-test-seed1", "fast-test-seed2"]
+
+
+@pytest.fixture
+def gpu(monkeypatch):
+    """A machine that says it has a CUDA GPU, so that capture "on" passes make_config."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+
+
+def given(run: grid.Run) -> dict:
+    return {k: v for k, v in run.params.items() if k not in ("run_dir", "resume")}
+
+
+def test_the_cifar_stem_screen_is_the_issue_s(gpu):
+    screen = grid.load_spec(CIFAR_SCREEN)
+    assert [r.run_dir.name for r in screen] == [
+        "lr0.05-ep30-seed0", "lr0.1-ep30-seed0", "lr0.2-ep30-seed0"]
+    for run in screen:
+        cfg = make_config(**run.params)
+        assert (cfg.recipe, cfg.stem, cfg.val_size, cfg.seed, cfg.pretrained, cfg.capture,
+                cfg.data_dir) == ("cifar_stem", "cifar", 5000, 0, False, "on",
+                                  "data/cifar10-jpeg")
+        assert cfg.epochs <= 30 and cfg.clean_train_subset == 0
+    text = CIFAR_SCREEN.read_text()
+    assert "highest final-epoch val_acc" in text and "ties to fewer epochs" in text
+
+
+def test_the_fast_screen_on_the_gpu_keeps_the_first_choice_as_its_record(gpu):
+    screen = grid.load_spec(FAST_SCREEN)
+    assert len(screen) == 6
+    for run in screen:
+        cfg = make_config(**run.params)
+        assert (cfg.recipe, cfg.val_size, cfg.seed, cfg.pretrained, cfg.data_dir) == (
+            "fast", 5000, 0, False, "data/cifar10-jpeg")
+        assert 6 <= cfg.epochs <= 10 and cfg.crop_padding in (0, 2, 4)
+    assert "highest final-epoch val_acc" in FAST_SCREEN.read_text()
+    # The earlier choice stays as it was (results/fast-screen-val, results/fast-test).
+    assert yaml.safe_load((ROOT / "results" / "fast-screen-val" / "grid.yaml").read_text())[
+        "grid"] == {"seed": [0], "crop_padding": [0, 2, 4], "epochs": [5, 6]}
+
+
+def test_the_lab_cold_and_warm_runs_differ_only_in_their_folder(gpu):
+    cold, warm = grid.load_spec(LAB_CACHE)
+    assert (cold.run_dir.name, warm.run_dir.name) == ("lab-cold-seed0", "lab-warm-seed0")
+    assert given(cold) == given(warm)
+    cfg = make_config(**cold.params)
+    assert (cfg.recipe, cfg.epochs, cfg.capture, cfg.val_size, cfg.pretrained) == (
+        "lab", 15, "on", 0, False)
+
+
+def fake_run(folder: Path, name: str, val_acc: float | None, finished: bool = True,
+             **params) -> Path:
+    """A run directory as lab_utils.runs leaves it: config.json, history.csv and, once
+    finished, metrics.json (the final epoch's val_acc)."""
+    run_dir = folder / name
+    run_dir.mkdir(parents=True)
+    params = {k: v for k, v in params.items() if k not in ("run_dir", "resume")}
+    cfg = config_dict(make_config(**params, run_dir=str(run_dir), resume=True))
+    (run_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    rows = [dict(epoch=e, train_loss=1.0, train_acc=70.0, test_loss=1.0, test_acc=70.0,
+                 lr=0.1, epoch_time_s=2.0, **({} if val_acc is None else
+                                             dict(val_loss=1.0, val_acc=val_acc - cfg["epochs"] + e)))
+            for e in range(1, cfg["epochs"] + 1)]
+    (run_dir / "history.csv").write_text(pd.DataFrame(rows).to_csv(index=False))
+    if finished:
+        metrics = {"final_epoch": cfg["epochs"], "test_acc": 70.0, "wall_time_s": 20.0,
+                   **({} if val_acc is None else {"val_acc": val_acc})}
+        (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    return run_dir
+
+
+def screen_runs(spec: Path, folder: Path, vals: dict[str, float]) -> Path:
+    """Fake finished runs of a committed screen `spec` in `folder` (its grid.yaml beside
+    them), with the final val_acc of each run as `vals` says."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "grid.yaml").write_text(spec.read_text())
+    for run in grid.load_spec(folder / "grid.yaml"):
+        fake_run(folder, run.run_dir.name, vals[run.run_dir.name], **run.params)
+    return folder
+
+
+FAST_VALS = {"crop0-ep6-seed0": 79.9, "crop0-ep8-seed0": 81.2, "crop0-ep10-seed0": 81.2,
+             "crop2-ep6-seed0": 78.0, "crop2-ep8-seed0": 80.6, "crop2-ep10-seed0": 81.1}
+
+
+def test_the_choice_is_the_highest_val_acc_with_ties_to_fewer_epochs(tmp_path, gpu):
+    folder = screen_runs(FAST_SCREEN, tmp_path / "screen", FAST_VALS)
+    # crop0 at 8 and 10 epochs tie at 81.2: the fewer epochs win.
+    assert analysis.choose_on_validation(folder) == {"crop_padding": 0, "epochs": 8}
+    # A list of run directories, in any order, chooses the same.
+    dirs = sorted(analysis.find_runs(folder), reverse=True)
+    assert analysis.choose_on_validation(dirs) == {"crop_padding": 0, "epochs": 8}
+    # The highest wins whatever its epochs; within a tolerance, fewer epochs win.
+    vals = {**FAST_VALS, "crop2-ep10-seed0": 81.5}
+    other = screen_runs(FAST_SCREEN, tmp_path / "other", vals)
+    assert analysis.choose_on_validation(other) == {"crop_padding": 2, "epochs": 10}
+    assert analysis.choose_on_validation(other, tolerance=0.5) == {"crop_padding": 0,
+                                                                    "epochs": 8}
+
+
+def test_no_choice_from_an_unfinished_screen_or_one_without_validation(tmp_path, gpu):
+    folder = screen_runs(FAST_SCREEN, tmp_path / "screen", FAST_VALS)
+    (folder / "crop2-ep10-seed0" / "metrics.json").unlink()
+    with pytest.raises(ValueError, match="not finished: crop2-ep10-seed0"):
+        analysis.choose_on_validation(folder)
+    fake_run(tmp_path / "noval", "a", None, recipe="fast", epochs=2)
+    with pytest.raises(ValueError, match="no final-epoch val_acc"):
+        analysis.choose_on_validation(tmp_path / "noval")
+    with pytest.raises(ValueError, match="no runs"):
+        analysis.choose_on_validation(tmp_path / "empty" if (tmp_path / "empty").mkdir()
+                                      is None else None)
+
+
+def test_the_fast_test_spec_holds_the_lab_run_first_then_three_seeds(tmp_path, gpu):
+    folder = screen_runs(FAST_SCREEN, tmp_path / "screen", FAST_VALS)
+    out = tmp_path / "fast-test-2" / "grid.yaml"
+    with redirect_stdout(io.StringIO()):
+        analysis.main(["choose", str(folder), "--write", str(out), "--seeds", "0", "1", "2",
+                       "--with-lab"])
+    test = grid.load_spec(out)
+    # The names run.sh's steps fast-test-lab and fast-test-seed0..2 ask for.
+    assert [r.run_dir.name for r in test] == ["lab-seed0", "fast-seed0", "fast-seed1",
+                                              "fast-seed2"]
+    cfgs = [make_config(**r.params) for r in test]
+    assert all(c.val_size == 0 and c.pretrained is False and c.data_dir == "data/cifar10-jpeg"
+               and c.clean_train_subset == 0 for c in cfgs)
+    lab, *fast = cfgs
+    assert (lab.recipe, lab.epochs, lab.crop_padding, lab.seed) == ("lab", 15, 4, 0)
+    assert [(c.recipe, c.crop_padding, c.epochs, c.seed) for c in fast] == [
+        ("fast", 0, 8, 0), ("fast", 0, 8, 1), ("fast", 0, 8, 2)]
+    text = out.read_text()
+    assert "Chosen: crop0-ep8-seed0" in text and re.search(r"crop2-ep10-seed0 +81.1 +10 +2", text)
+    assert "test_acc" not in text  # chosen on validation alone
+    # The same choice again leaves the spec as it was; another one is refused.
+    with redirect_stdout(io.StringIO()):
+        analysis.write_test_spec(folder, out, with_lab=True)
+    assert out.read_text() == text
+    other = screen_runs(FAST_SCREEN, tmp_path / "other", {**FAST_VALS, "crop2-ep6-seed0": 90.0})
+    with pytest.raises(ValueError, match="holds another choice"):
+        analysis.write_test_spec(other, out, with_lab=True)
+
+
+def test_the_cifar_stem_test_spec_has_three_seeds_on_the_full_training_split(tmp_path, gpu):
+    vals = {"lr0.05-ep30-seed0": 93.1, "lr0.1-ep30-seed0": 94.3, "lr0.2-ep30-seed0": 92.0}
+    folder = screen_runs(CIFAR_SCREEN, tmp_path / "screen", vals)
+    assert analysis.choose_on_validation(folder) == {"lr": 0.1}
+    out = tmp_path / "cifar-stem-test" / "grid.yaml"
+    with redirect_stdout(io.StringIO()):
+        analysis.write_test_spec(folder, out, seeds=[0, 1, 2])
+    test = grid.load_spec(out)
+    assert [r.run_dir.name for r in test] == ["cifar_stem-seed0", "cifar_stem-seed1",
+                                              "cifar_stem-seed2"]
+    cfgs = [make_config(**r.params) for r in test]
+    assert sorted(c.seed for c in cfgs) == [0, 1, 2]
+    assert all((c.recipe, c.stem, c.lr, c.epochs, c.val_size, c.capture, c.pretrained) ==
+               ("cifar_stem", "cifar", 0.1, 30, 0, "on", False) for c in cfgs)
+
+
+def dry_run(steps: str | None = None, budget: int | None = None) -> tuple[list[tuple], int, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("STEPS", "BUDGET", "OUT")}
+    env["DRY_RUN"] = "1"
+    if steps is not None:
+        env["STEPS"] = steps
+    if budget is not None:
+        env["BUDGET"] = str(budget)
+    out = subprocess.run(["bash", str(RUN_SH)], env=env, capture_output=True, text=True,
+                         timeout=30, check=True).stdout
+    listed = [(m[1], int(m[2]), m[3]) for m in re.finditer(r"^step (\S+) +(\d+) s  (.*)$", out,
+                                                           flags=re.M)]
+    total = int(re.search(r"^total (\d+) s of step limits, BUDGET (\d+) s", out, re.M)[1])
+    return listed, total, out
+
+
+def test_run_sh_parses():
+    subprocess.run(["bash", "-n", str(RUN_SH)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("steps, names", [(None, CALL1), ("call2", CALL2), ("call3", CALL3)])
+def test_each_device_call_lists_its_steps_in_order_within_the_budget(steps, names):
+    listed, total, out = dry_run(steps)
+    assert [name for name, _, _ in listed] == names
+    assert total == sum(limit for _, limit, _ in listed) <= 540
+    assert "fits" in out
+    # The device tool's limit is 600 s a command: BUDGET leaves the setup and summary a margin.
+    assert re.search(r"^BUDGET=\$\{BUDGET:-540\}", RUN_SH.read_text(), re.M)
+
+
+def test_a_dry_run_runs_nothing_and_says_when_steps_do_not_fit(tmp_path):
+    before = (ROOT / "results" / "gpu" / "timings.txt").read_text()
+    _, total, out = dry_run("call2 call3", budget=540)
+    assert total > 540 and "over by" in out
+    assert (ROOT / "results" / "gpu" / "timings.txt").read_text() == before
+
+
+def test_the_steps_ask_for_runs_the_specs_have(gpu):
+    listed, _, _ = dry_run("call1 call2 call3")
+    for name, _, command in listed:
+        hit = re.search(r"lab_utils\.grid (\S+) --in-process --only (\S+)", command)
+        if hit and Path(ROOT / hit[1]).is_file():  # the test specs exist once chosen
+            assert hit[2] in {r.run_dir.name for r in grid.load_spec(ROOT / hit[1])}, name
+    commands = {name: command for name, _, command in listed}
+    assert "--seeds 0 1 2" in commands["choose-cifar"] and "--with-lab" in commands["choose-fast"]
+    assert "--only lab-seed0" in commands["fast-test-lab"]
+    assert "--only fast-seed1" in commands["fast-test-seed1"]
+    assert "--only cifar_stem-seed2" in commands["cifar-test-seed2"]
+
+
+def test_the_summary_still_reproduces_the_committed_one(monkeypatch):
+    """run.sh's summary, run on the committed results, prints the committed summary.txt:
+    the new folders add lines only once they hold runs."""
+    script = RUN_SH.read_text().split("<<'PY' | tee \"$DIR/summary.txt\"\n")[1].split("\nPY\n")[0]
+    summary = (ROOT / "results" / "gpu" / "summary.txt").read_text()
+    if any(analysis.find_runs(ROOT / "results" / d) for d in (
+            "lab-compile-cache", "cifar-stem-screen-val", "fast-screen-gpu-val")
+           if (ROOT / "results" / d).is_dir()):
+        pytest.skip("the new runs are committed: summary.txt has their lines")
+    monkeypatch.chdir(ROOT)
+    printed = io.StringIO()
+    with redirect_stdout(printed):
+        exec(compile(script, "run.sh summary", "exec"), {})
+    assert printed.getvalue() == summary
