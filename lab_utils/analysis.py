@@ -38,6 +38,11 @@ def load_runs(run_dirs: Iterable[str | Path],
         h.insert(0, "run", d.name)
         for key in keys:
             h[key] = cfg[key]
+        h["finished"] = runs.is_finished(d)
+        if not h.finished.iloc[0]:
+            print(f"Note: {d.name} is unfinished ({len(h)} of {cfg['epochs']} epochs, no "
+                  "metrics.json): its last epoch is not a final epoch, and final_epochs leaves "
+                  "it out.")
         frames.append(h)
     return pd.concat(frames, ignore_index=True)
 
@@ -67,8 +72,11 @@ def top_confusions(confusion: np.ndarray, classes: Sequence[str] = CLASSES, k: i
 
 
 def final_epochs(table: pd.DataFrame) -> pd.DataFrame:
-    """The last epoch of every run in a `load_runs` table (the number to report: choosing
-    the best test epoch would pick the epoch by looking at the test set)."""
+    """The last epoch of every finished run in a `load_runs` table (the number to report:
+    choosing the best test epoch would pick the epoch by looking at the test set); an
+    unfinished run has no final epoch yet and is left out."""
+    if "finished" in table:
+        table = table[table.finished]
     return table.loc[table.groupby("run").epoch.idxmax()].reset_index(drop=True)
 
 
@@ -131,8 +139,8 @@ def _screen(run_dirs_or_folder: str | Path | Iterable[str | Path]
 
 def _pick(table: pd.DataFrame, tolerance: float = 0.0) -> int:
     """The row the rule picks: the highest val_acc (runs within `tolerance` points of it
-    count as tied), ties to fewer epochs, then to the higher val_acc, then by run name (the order
-    `find_runs` gives)."""
+    count as tied), ties to fewer epochs, then to the higher val_acc, then by run name
+    (the order `find_runs` gives)."""
     tied = table[table.val_acc >= table.val_acc.max() - tolerance]
     return int(tied.sort_values(["epochs", "val_acc"], ascending=[True, False],
                                 kind="stable").index[0])
@@ -226,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     choose = sub.add_parser("choose", help="choose on a finished validation screen")
     choose.add_argument("folder", help="the screen's folder of runs, e.g. "
                                        "results/fast-screen-gpu-val")
-    choose.add_argument("--write", help="write the test spec here, e.g. results/fast-test-2/grid.yaml")
+    choose.add_argument("--write", help="write the test spec here, e.g. "
+                                        "results/fast-test-2/grid.yaml")
     choose.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     choose.add_argument("--with-lab", action="store_true",
                         help="the lab recipe's run first in the test spec, for the time ratio")

@@ -364,7 +364,7 @@ def load_tensors(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10"
     (`cache-<split>-uint8.pt`), or under ~/.cache/lab_utils/ (or $LAB_CACHE_DIR) when the
     data folder is read-only. The cache is keyed on every file's path, size and times, so
     it is rebuilt whenever a file is added, removed or replaced, and when it is damaged
-    or was written by another version; later runs load it in about a second.
+    or was written by another version; later runs load it instead of decoding again.
     """
     kind, root = _source_for(dataset, data_dir)
     if kind == "cifar10":

@@ -116,11 +116,13 @@ def forward_flops(model: nn.Module, input_size: tuple[int, ...] = (1, 3, 32, 32)
 
 
 def block_gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.Tensor
-                         ) -> dict[str, float]:
-    """L2 norm of the loss gradient with respect to every residual (or plain) block's
-    weights, for one batch in train mode: how much signal reaches each depth.
+                         ) -> dict[str, tuple[float, float]]:
+    """(L2 norm of the loss gradient, L2 norm of the weights) of every residual (or plain)
+    block, for one batch in train mode: how much signal reaches each depth.
 
-    Blocks are named `layer<stage>.<index>`, from the input side to the output side.
+    Their ratio is the size-free measure (the relative change one SGD step makes); the
+    gradient norm alone grows with a block's size, which differs 64-fold between `layer1`
+    and `layer4`. Blocks are named `layer<stage>.<index>`, from the input side on.
     """
     model.train()
     model.zero_grad(set_to_none=True)
@@ -128,7 +130,8 @@ def block_gradient_norms(model: nn.Module, images: torch.Tensor, labels: torch.T
     norms = {}
     for stage in range(1, 5):
         for i, block in enumerate(getattr(model, f"layer{stage}")):
-            grads = [p.grad.flatten() for p in block.parameters() if p.grad is not None]
-            norms[f"layer{stage}.{i}"] = torch.cat(grads).norm().item()
+            params = [p for p in block.parameters() if p.grad is not None]
+            norms[f"layer{stage}.{i}"] = (torch.cat([p.grad.flatten() for p in params]).norm().item(),
+                                          torch.cat([p.detach().flatten() for p in params]).norm().item())
     model.zero_grad(set_to_none=True)
     return norms

@@ -50,6 +50,10 @@ def plot_history(history: pd.DataFrame, milestones: Sequence[int] = (), title: s
     return fig
 
 
+# One colour per architecture in every figure (notebook 03's gradient and training plots).
+ARCH_COLOURS = {"resnet18": "C0", "plain18": "C1", "resnet34": "C2", "plain34": "C3"}
+
+
 def plot_runs(table: pd.DataFrame, by: str, metrics: Sequence[str] = ("train_loss", "test_acc"),
               ) -> plt.Figure:
     """Curves of many runs (a `lab_utils.analysis.load_runs` table) grouped by the config
@@ -59,10 +63,11 @@ def plot_runs(table: pd.DataFrame, by: str, metrics: Sequence[str] = ("train_los
     fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 3.6), dpi=80)
     for ax, metric in zip(np.atleast_1d(axes), metrics):
         for i, (value, g) in enumerate(table.groupby(by, sort=False)):
+            colour = ARCH_COLOURS.get(value, f"C{i}") if by == "arch" else f"C{i}"
             for _, run in g.groupby("run"):
-                ax.plot(run.epoch, run[metric], "-", lw=0.8, alpha=0.4, color=f"C{i}")
+                ax.plot(run.epoch, run[metric], "-", lw=0.8, alpha=0.4, color=colour)
             mean = g.groupby("epoch")[metric].mean()
-            ax.plot(mean.index, mean.values, "o-", ms=3, color=f"C{i}",
+            ax.plot(mean.index, mean.values, "o-", ms=3, color=colour,
                     label=f"{value} (mean of {g.run.nunique()})")
         ax.set_xlabel("epoch")
         ax.set_ylabel(labels.get(metric, metric))
@@ -89,7 +94,8 @@ def show_images(images: torch.Tensor, titles: Sequence[str] | None = None, ncols
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
-            ax.imshow(x[i].permute(1, 2, 0).clamp(0, 1).numpy())
+            # The true pixels: smoothing a 32x32 image only blurs it (and bloats the PNG).
+            ax.imshow(x[i].permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
             if titles is not None:
                 ax.set_title(titles[i], fontsize=7)
     fig.tight_layout(pad=0.2)

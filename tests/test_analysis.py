@@ -31,3 +31,25 @@ def test_final_epochs_and_gap_summary():
     assert last.running_gap_mean == pytest.approx(-2.0)  # (52-55 + 54-55) / 2
     assert last.clean_gap_mean == pytest.approx(6.0)
     assert last.running_gap_std == pytest.approx(np.std([-3, -1], ddof=1))
+
+
+def test_an_unfinished_run_is_named_and_has_no_final_epoch(synthetic_dir, tmp_path, capsys):
+    from lab_utils.config import make_config
+    from lab_utils.train import fit
+
+    def run(name, epochs_done):
+        cfg = make_config(dataset="synthetic", data_dir=str(synthetic_dir), pretrained=False,
+                          epochs=2, milestones=[], batch_size=32, clean_train_subset=0,
+                          device="cpu", run_dir=str(tmp_path / name))
+        fit(cfg, progress=False, on_epoch_end=lambda row: _stop_after(row, epochs_done))
+
+    def _stop_after(row, n):
+        if row["epoch"] == n:
+            raise KeyboardInterrupt
+
+    run("done", epochs_done=99)
+    with pytest.raises(KeyboardInterrupt):
+        run("cut", epochs_done=1)
+    table = analysis.load_runs(analysis.find_runs(tmp_path))
+    assert "cut is unfinished (1 of 2 epochs" in capsys.readouterr().out
+    assert analysis.final_epochs(table).run.tolist() == ["done"]

@@ -87,10 +87,11 @@ def fake_run(folder: Path, name: str, val_acc: float | None, finished: bool = Tr
     params = {k: v for k, v in params.items() if k not in ("run_dir", "resume")}
     cfg = config_dict(make_config(**params, run_dir=str(run_dir), resume=True))
     (run_dir / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    epochs = cfg["epochs"]
     rows = [dict(epoch=e, train_loss=1.0, train_acc=70.0, test_loss=1.0, test_acc=70.0,
-                 lr=0.1, epoch_time_s=2.0, **({} if val_acc is None else
-                                             dict(val_loss=1.0, val_acc=val_acc - cfg["epochs"] + e)))
-            for e in range(1, cfg["epochs"] + 1)]
+                 lr=0.1, epoch_time_s=2.0) for e in range(1, epochs + 1)]
+    if val_acc is not None:  # rising to the final epoch's
+        rows = [dict(r, val_loss=1.0, val_acc=val_acc - epochs + r["epoch"]) for r in rows]
     (run_dir / "history.csv").write_text(pd.DataFrame(rows).to_csv(index=False))
     if finished:
         metrics = {"final_epoch": cfg["epochs"], "test_acc": 70.0, "wall_time_s": 20.0,
@@ -136,9 +137,9 @@ def test_no_choice_from_an_unfinished_screen_or_one_without_validation(tmp_path,
     fake_run(tmp_path / "noval", "a", None, recipe="fast", epochs=2)
     with pytest.raises(ValueError, match="no final-epoch val_acc"):
         analysis.choose_on_validation(tmp_path / "noval")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no runs"):
-        analysis.choose_on_validation(tmp_path / "empty" if (tmp_path / "empty").mkdir()
-                                      is None else None)
+        analysis.choose_on_validation(tmp_path / "empty")
 
 
 def test_the_fast_test_spec_holds_the_lab_run_first_then_three_seeds(tmp_path, gpu):
@@ -217,7 +218,8 @@ def test_each_device_call_lists_its_steps_in_order_within_the_budget(steps, name
 
 def test_a_dry_run_runs_nothing_and_says_when_steps_do_not_fit(tmp_path):
     before = (ROOT / "results" / "gpu" / "timings.txt").read_text()
-    _, total, out = dry_run("call2 call3", budget=540)
+    listed, total, out = dry_run("call2 call3", budget=540)
+    assert [name for name, _, _ in listed] == CALL2 + CALL3[1:]  # decode-cache once
     assert total > 540 and "over by" in out
     assert (ROOT / "results" / "gpu" / "timings.txt").read_text() == before
 

@@ -84,5 +84,8 @@ def test_gradient_norms_cover_every_block_and_differ_without_shortcuts():
         norms[arch] = block_gradient_norms(build_model(pretrained=False, arch=arch), x, y)
     assert list(norms["resnet34"]) == [f"layer{s}.{i}" for s, n in zip(range(1, 5), (3, 4, 6, 3))
                                        for i in range(n)]
-    assert all(v > 0 for v in norms["plain34"].values())
+    assert all(g > 0 and w > 0 for g, w in norms["plain34"].values())
     assert norms["plain34"] != norms["resnet34"]
+    # The weight norm is the block's own: it grows with the block's size.
+    first, last = norms["resnet34"]["layer1.0"][1], norms["resnet34"]["layer4.2"][1]
+    assert last > 2 * first

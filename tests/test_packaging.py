@@ -51,3 +51,13 @@ def test_license_is_an_spdx_string_and_presets_ship_with_the_package():
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     assert pyproject["project"]["license"] == "MIT"
     assert "*.yaml" in pyproject["tool"]["setuptools"]["package-data"]["lab_utils.presets"]
+
+
+def test_the_version_is_written_once():
+    import lab_utils
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"] and "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {"attr": "lab_utils.__version__"}
+    from importlib.metadata import version
+    assert version("lab-utils") == lab_utils.__version__

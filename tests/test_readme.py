@@ -193,11 +193,15 @@ def test_links_into_the_record_point_at_its_sections(readme):
         assert (ROOT / name).exists(), name
 
 
-def test_the_module_list_is_the_package_docstring():
-    en = _read(READMES[0])
-    for name in re.findall(r"`(\w+)` \(", lab_utils.__doc__):
-        assert f"`{name}` (" in en, name
-    assert "`presets/`" in en
+@pytest.mark.parametrize("readme", READMES, ids=lambda p: p.name)
+def test_the_module_list_names_every_module(readme):
+    """The README's list of lab_utils modules: the package docstring's, and every module file."""
+    text = _read(readme)
+    docstring = re.findall(r"`(\w+)` \(", lab_utils.__doc__)
+    files = [p.stem for p in (ROOT / "lab_utils").glob("*.py") if p.stem != "__init__"]
+    for name in {*docstring, *files}:
+        assert re.search(rf"`{name}`\s*[(（]", text), name
+    assert "`presets/`" in text
 
 
 # --- The student READMEs' numbers, recomputed from results/ -----------------------------
@@ -533,10 +537,320 @@ def test_the_record_names_where_its_outside_numbers_come_from():
 
 
 def test_every_cpu_run_set_has_a_machine_note():
+    """A CPU run set is named in results/machines.md, unless each of its runs records the CPU's
+    model and flags and the commit it ran in its own metrics.json (runs made since 808bf69)."""
     machines = _read(RESULTS / "machines.md")
-    cpu = {p.parent.relative_to(RESULTS).parts[0] for p in RESULTS.glob("**/metrics.json")
-           if _metrics(p.parent.relative_to(RESULTS).as_posix())["device"].startswith("CPU")}
+    cpu = set()
+    for p in RESULTS.glob("**/metrics.json"):
+        m = _metrics(p.parent.relative_to(RESULTS).as_posix())
+        if m["device"].startswith("CPU") and not {"cpu", "cpu_flags", "commit"} <= m.keys():
+            cpu.add(p.parent.relative_to(RESULTS).parts[0])
     for top in sorted(cpu):
         name = top.rsplit("-seed", 1)[0] if top.startswith(("fast-cpu", "fast-crop4")) else top
         assert f"`{name}" in machines, top
     assert "`results/gpu/machine.txt`" in machines
+
+
+# --- The record's prose, section by section ------------------------------------------
+
+def _epochs(name: str, later: bool = False):
+    e = _history(name).epoch_time_s
+    return e.iloc[1:] if later else e
+
+
+def _f(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}"
+
+
+def test_recipe_section_prose_is_recomputed():
+    text = _read(RECORD)
+    lab = _metrics("lab-cpu-seed0")
+    fast5 = [_metrics(f"fast-cpu-seed{s}") for s in (0, 1, 2)]
+    accs, walls = [m["test_acc"] for m in fast5], [m["wall_time_s"] for m in fast5]
+    ratios = [w / lab["wall_time_s"] for w in walls]
+    assert _in_paragraph(text, _span(accs, "{:.2f}") + "%", f"mean {sum(accs) / 3:.2f}%",
+                         f"{_f(min(ratios))} to {_f(max(ratios))}", f"{lab['wall_time_s']} s",
+                         f"mean {sum(walls) / 3:.1f} s, {_f(sum(walls) / 3 / lab['wall_time_s'])}")
+    ref = _metrics("reference/lab-dataloader-fp32-seed0")
+    assert _metrics("lab-cpu-seed0")["test_acc"] < ref["test_acc"] < _metrics("lab-cpu-seed1")["test_acc"]
+    assert _in_paragraph(text, f"It reached {ref['test_acc']:.2f}%, between",
+                         f"{_f(75.1 - ref['test_acc'])} points below the report's 75.1%")
+    assert _has_row(text, f"{ref['wall_time_s']:,} s ({ref['wall_time_s'] / 15:.0f} s/epoch)")
+    # The fast preset and the CIFAR-stem preset as their files say.
+    fast, stem = make_config(recipe="fast"), make_config(recipe="cifar_stem")
+    assert (fast.lr, fast.batch_size, fast.label_smoothing, fast.crop_padding, fast.epochs) == \
+        (0.2, 256, 0.1, 0, 6) and fast.nesterov and fast.tta_flip and fast.dropout == 0
+    assert _in_paragraph(text, f"(peak {fast.lr:g})", f"batch {fast.batch_size}",
+                         f"label smoothing {fast.label_smoothing:g}",
+                         f"`crop_padding: {fast.crop_padding}`", f"for {fast.epochs} epochs")
+    assert stem.epochs == 30 and stem.crop_padding == 4
+    assert _in_paragraph(text, f"for {stem.epochs} epochs", f"{stem.crop_padding}-pixel crop",
+                         f"{_metrics('gpu/cifar_stem-capture-on-seed0')['test_acc']:.2f}% after its 30",
+                         f"{_metrics('gpu/cifar_stem-capture-on-seed0')['wall_time_s']} s")
+
+
+def test_first_screen_table_and_prose_are_recomputed():
+    text = _read(RECORD)
+    acc = {}
+    for p in list((RESULTS / "fast-screen").glob("*/metrics.json")) + \
+            [RESULTS / f"fast-crop4-cpu-seed{s}" / "metrics.json" for s in (0, 1)] + \
+            [RESULTS / f"fast-cpu-seed{s}" / "metrics.json" for s in (0, 1, 2)] + \
+            [RESULTS / "fast-b128-cpu-seed0" / "metrics.json"]:
+        c, m = runs.load_config(p.parent), runs.load_metrics(p.parent)
+        # runs made before `crop_padding` existed have the lab's 4 (what they trained with)
+        acc[c.get("crop_padding", 4), c["epochs"], c["lr"], c["batch_size"], c["seed"]] = m["test_acc"]
+    rows = {"none (crop padding 4)": (4, 5, 0.2, 256), "crop padding 3": (3, 5, 0.2, 256),
+            "crop padding 2": (2, 5, 0.2, 256), "crop padding 1": (1, 5, 0.2, 256),
+            "crop padding 0 (flip only": (0, 5, 0.2, 256), "crop padding 2, 4 epochs": (2, 4, 0.2, 256),
+            "peak lr 0.4 (crop padding 4)": (4, 5, 0.4, 256),
+            "batch 128, peak lr 0.1 (crop padding 4)": (4, 5, 0.1, 128)}
+    for label, key in rows.items():
+        cells = [f"{acc[(*key, s)]:.2f}%" if (*key, s) in acc else "-" for s in (0, 1, 2)]
+        assert re.search(r"^\| " + re.escape(label) + r"[^|]*\| " + r" \| ".join(map(re.escape, cells))
+                         + r" \|$", text, flags=re.M), (label, cells)
+    assert len(acc) == sum(1 for key in rows.values() for s in (0, 1, 2) if (*key, s) in acc)
+    # "Every pixel less of crop gained test accuracy, for every seed tried."
+    for seed in (0, 1, 2):
+        ladder = [acc[(p, 5, 0.2, 256, seed)] for p in (4, 3, 2, 1, 0) if (p, 5, 0.2, 256, seed) in acc]
+        assert ladder == sorted(ladder), seed
+    # Crop and flip together after 15 epochs, in the ablation.
+    _, _, _, final = _ablation()
+    mean = final.groupby(["dropout", "augment"]).test_acc.mean()
+    worth = [mean[d, "lab"] - mean[d, "none"] for d in (0.0, 0.5)]
+    assert _in_paragraph(text, f"worth {_span(worth, '{:.1f}')} points after 15 epochs")
+
+
+def test_validation_screen_prose_is_recomputed():
+    text = _read(RECORD)
+    val, epochs, measure = {}, [], []
+    for run_dir in analysis.find_runs(RESULTS / "fast-screen-val"):
+        c, h = runs.load_config(run_dir), runs.load_history(run_dir)
+        val[c["crop_padding"], c["epochs"]] = runs.load_metrics(run_dir)["val_acc"]
+        epochs += list(h.epoch_time_s)
+        measure.append(h.measure_time_s.sum())
+    assert _in_paragraph(text, f"epochs of these runs took {min(epochs):.0f}-{max(epochs):.0f} s")
+    assert _has_row(text, "Crop padding", f"validation timed apart, {min(measure):.0f}-{max(measure):.0f} s a run")
+    best = max(val, key=val.get)
+    assert best == (0, 6)
+    at5 = [val[0, 5] - val[p, 5] for p in (2, 4)]
+    at6 = [val[0, 6] - val[p, 6] for p in (2, 4)]
+    more = [val[p, 6] - val[p, 5] for p in (0, 2, 4)]
+    fast_epochs = [e for s in (0, 1, 2) for e in _epochs(f"fast-cpu-seed{s}")]
+    lab = _metrics("lab-cpu-seed0")["wall_time_s"]
+    spreads = []
+    for pad in (0, 1, 2):
+        seeds = [_metrics(n)["test_acc"] for n in
+                 ([f"fast-cpu-seed{s}" for s in (0, 1, 2)] if pad == 0 else
+                  [f"fast-screen/crop{pad}-s{s}" for s in (0, 1, 2)])]
+        spreads.append(max(seeds) - min(seeds))
+    assert _in_paragraph(
+        text, f"({val[best]:.2f}% validation accuracy)", f"by {_span(at5, '{:.2f}')} points at 5",
+        f"{_span(at6, '{:.2f}')} points at 6", f"({_span(more, '{:.2f}')} points)",
+        f"{min(fast_epochs) / lab:.2f}-{max(fast_epochs) / lab:.2f} of the lab's wall time",
+        f"({min(fast_epochs):.0f}-{max(fast_epochs):.0f} s of {lab} s", f"({min(at6):.2f} points and more)",
+        f"the {_span(spreads, '{:.2f}')}-point spread", f"by {_f(abs(val[2, 5] - val[4, 5]))} points at 5",
+        f"and {_f(abs(val[2, 6] - val[4, 6]))} at 6")
+    assert val[4, 5] > val[2, 5] and val[2, 6] > val[4, 6]  # "(4 ahead)", "(2 ahead)"
+
+
+def test_what_was_reached_bullets_are_recomputed():
+    text = _read(RECORD)
+    lab = _metrics("fast-test-gpu/lab-seed0")
+    firsts = [_epochs(n).iloc[0] for n in FAST_GPU]
+    second_fast, second_lab = "gpu/fast-capture-off-seed0", "gpu/lab-capture-off-seed1"
+    assert _in_paragraph(text, f"its first epoch took {_epochs(second_fast).iloc[0]:.1f} s",
+                         f"{_span(firsts, '{:.1f}')} s for the fast runs",
+                         f"with a {_epochs('fast-test-gpu/lab-seed0').iloc[0]:.1f}-s first",
+                         f"({_span(_epochs(second_lab, True), '{:.2f}')} s against "
+                         f"{_span(_epochs('fast-test-gpu/lab-seed0', True), '{:.2f}')} s)")
+    gpu = [_metrics(n)["test_acc"] for n in FAST_GPU]
+    cpu = [_metrics(n)["test_acc"] for n in FAST_CPU]
+    diffs = [abs(a - b) for a, b in zip(cpu, gpu)]
+    fast5 = [_metrics(f"fast-cpu-seed{s}")["test_acc"] for s in (0, 1, 2)]
+    assert {_metrics(n)["torch"].split("+")[0] for n in FAST_CPU} == {"2.14.1"}
+    assert {_metrics(n)["torch"].split("+")[0] for n in FAST_GPU} == {"2.11.0"}
+    assert _in_paragraph(
+        text, ", ".join(f"{a:.2f}%" for a in gpu[:2]) + f" and {gpu[2]:.2f}%",
+        f"{_f(80 - max(gpu))}-{_f(80 - min(gpu))} points short of 80%",
+        f"{_metrics(second_fast)['test_acc']:.2f}% eager", f"{gpu[0]:.2f}% on the first",
+        f"{_metrics('gpu/fast-capture-on-seed0')['test_acc']:.2f}% captured",
+        ", ".join(f"{a:.2f}%" for a in cpu[:2]) + f" and {cpu[2]:.2f}%",
+        f"(mean {sum(cpu) / 3:.2f}%, a spread of {_f(max(cpu) - min(cpu))} points)",
+        f"{_f(80 - max(cpu))}-{_f(80 - min(cpu))} points short", f"{_span(diffs, '{:.2f}')} points",
+        "2.14.1 and 2.11.0", _span(fast5, "{:.2f}") + "%", f"(mean {sum(fast5) / 3:.2f}%)")
+    stopped = _epochs("fast-test/lab-seed0-stopped")
+    same = [e for s in (1, 2) for e in _epochs(f"fast-test/crop0-ep6-seed{s}")]
+    planned = runs.load_config(RESULTS / "fast-test" / "lab-seed0-stopped")["epochs"]
+    assert _in_paragraph(
+        text, f"stopped after {len(stopped)} of", f"its {planned} epochs",
+        f"{_span(stopped, '{:.1f}')} s (mean {stopped.mean():.1f}", f"{_span(same, '{:.1f}')} s",
+        f"(about {_lab_estimate() / 60:.0f} minutes)", f"({stopped.min():.1f} s)",
+        f"({stopped.max():.1f} s)")
+
+
+def test_why_gpu_and_cpu_disagree_is_recomputed():
+    text = _read(RECORD)
+    firsts = [_epochs(n).iloc[0] for n in FAST_GPU]
+    later = [e for n in FAST_GPU for e in _epochs(n, True)]
+    lab_later = _epochs("fast-test-gpu/lab-seed0", True)
+    fast2 = _epochs("gpu/fast-capture-off-seed0", True)
+    lab2 = _epochs("gpu/lab-capture-off-seed1", True)
+    fast_cpu = [e for s in (0, 1, 2) for e in _epochs(f"fast-cpu-seed{s}")]
+    assert make_config(recipe="fast").batch_size == 2 * make_config().batch_size  # "halves it"
+    assert _in_paragraph(
+        text, f"({_span(firsts, '{:.1f}')} s, warm-up", f"took {_span(later, '{:.2f}')} s against the lab's "
+        f"{_span(lab_later, '{:.2f}')}", f"{_span(fast2, '{:.2f}')} s against {_span(lab2, '{:.2f}')} s",
+        f"({min(fast_cpu):.0f}-{max(fast_cpu):.0f} s against {_epochs('lab-cpu-seed0').mean():.1f} s)")
+    # What was tried: the room left below a third on the first GPU machine.
+    lab = _metrics("fast-test-gpu/lab-seed0")["wall_time_s"]
+    slowest = max(_metrics(n)["wall_time_s"] for n in FAST_GPU)
+    per_epoch = sum(later) / len(later)
+    assert int((lab / 3 - slowest) // per_epoch) == 2  # "room for about two"
+    assert _in_paragraph(text, f"adds about {per_epoch:.1f} s", f"slowest seed, {slowest} s",
+                         f"leaves {lab / 3 - slowest:.1f} s below the third")
+
+
+def test_plain_vs_residual_prose_is_recomputed():
+    text = _read(RECORD)
+    table = analysis.final_epochs(analysis.load_runs(
+        analysis.find_runs(RESULTS / "plain-vs-residual"), keys=("arch", "seed")))
+    by = {a: g for a, g in table.groupby("arch")}
+    cfg = runs.load_config(RESULTS / "plain-vs-residual" / "resnet18-seed0")
+    steps = cfg["epochs"] * -(-cfg["train_subset"] // cfg["batch_size"])
+    assert _in_paragraph(text, f"**{cfg['epochs']} epochs on a fixed {cfg['train_subset']:,}-image",
+                         f"({steps} steps)")
+    loss = lambda a: _span(by[a].train_loss, "{:.2f}")  # noqa: E731
+    acc = lambda a: _span(by[a].test_acc, "{:.1f}")  # noqa: E731
+    assert _in_paragraph(text, f"({loss('resnet18')} against {loss('plain18')})",
+                         f"({acc('resnet18')}% against {acc('plain18')}%)",
+                         f"(final training loss {loss('plain34')}, about ln 10",
+                         f"{acc('plain34')}% test", f"reaches {loss('resnet34')}")
+    assert abs(by["plain34"].train_loss.mean() - 2.3026) < 0.02  # ln 10: chance
+    norms = pd_read(RESULTS / "plain-vs-residual" / "grad-norms-at-init.csv")
+    mean = norms.groupby(["arch", "depth"]).grad_norm.mean()
+    plain34 = mean["plain34"]
+    ratio = {a: mean[a].max() / mean[a].min() for a in ("resnet18", "resnet34")}
+    assert _in_paragraph(text, f"falls from {plain34.iloc[0]:.0f}", f"to {plain34.iloc[-1]:.1f} at the last",
+                         f"a factor of about {round(plain34.iloc[0] / plain34.iloc[-1], -1):.0f}",
+                         f"a factor of {ratio['resnet18']:.1f} (ResNet-18) to {ratio['resnet34']:.0f} (ResNet-34)")
+
+
+def pd_read(path: Path):
+    import pandas as pd
+    return pd.read_csv(path)
+
+
+def test_cpu_and_h100_benchmark_rows_are_recomputed():
+    text = _read(RECORD)
+    for name in ("bench-cpu.json", "bench-cpu-2.json", "bench-h100.json"):
+        bench = json.loads((RESULTS / name).read_text())
+        assert _has_row(text, f"{bench['tensor']['train_img_s']:,}", f"{bench['tensor']['epoch_s']} s")
+        assert _has_row(text, f"{bench['dataloader']['train_img_s']:,}", f"{bench['dataloader']['epoch_s']} s",
+                        f"{bench['epoch_ratio_tensor_over_dataloader']:.2f}")
+        if "dataloader_fp32" in bench:
+            assert _has_row(text, f"{bench['dataloader_fp32']['train_img_s']:,}",
+                            f"{bench['dataloader_fp32']['epoch_s']} s",
+                            f"{bench['epoch_ratio_tensor_over_dataloader_fp32']:.2f}")
+    cpu, cpu2, h100 = (json.loads((RESULTS / n).read_text()) for n in
+                       ("bench-cpu.json", "bench-cpu-2.json", "bench-h100.json"))
+    h200 = json.loads((RESULTS / "gpu" / "bench-gpu.json").read_text())
+    assert _in_paragraph(text, f"{cpu['model_only_img_s']['amp']:,} images/s in",
+                         f"{cpu['model_only_img_s']['fp32']:,} in fp32 in one run",
+                         f"{cpu2['model_only_img_s']['amp']:,} and {cpu2['model_only_img_s']['fp32']:,}")
+    assert _in_paragraph(text, f"{h100['model_only_img_s']['amp']:,} images/s in bf16 and "
+                         f"{h100['model_only_img_s']['fp32']:,} in fp32",
+                         f"{h200['model_only_img_s']['bf16']:,} and {h200['model_only_img_s']['fp32']:,}",
+                         f"{h200['captured']['model_only_img_s']:,} images/s")
+    assert _in_paragraph(text, f"({h200['tensor_bf16']['epoch_s']} s against "
+                         f"{_epochs('fast-test-gpu/lab-seed0', True).median():.2f} s in bf16)")
+
+
+def test_capture_bullets_are_recomputed():
+    text = _read(RECORD)
+    eager0, cap0 = _epochs("fast-test-gpu/lab-seed0"), _epochs("gpu/lab-capture-on-seed0")
+    eager1, cap1 = _epochs("gpu/lab-capture-off-seed1"), _epochs("gpu/lab-capture-on-seed1")
+    bench = json.loads((RESULTS / "gpu" / "bench-gpu.json").read_text())
+    w = lambda n: _metrics(n)["wall_time_s"]  # noqa: E731
+    assert _in_paragraph(
+        text, f"took {_span(cap0.iloc[1:], '{:.2f}')} s against {_span(eager0.iloc[1:], '{:.2f}')} s",
+        f"(median {cap0.iloc[1:].median():.2f} against", f"{eager0.iloc[1:].median():.2f} s: "
+        f"{eager0.iloc[1:].median() / cap0.iloc[1:].median():.1f} times as fast)",
+        f"{bench['captured']['tensor_train_img_s']:,} against {bench['tensor_bf16']['train_img_s']:,}",
+        f"({bench['captured']['tensor_train_img_s'] / bench['tensor_bf16']['train_img_s']:.1f} times)",
+        f"{cap0.iloc[0]:.1f} s against {eager0.iloc[0]:.1f} s",
+        f"{w('gpu/lab-capture-on-seed0')} s against", f"{w('fast-test-gpu/lab-seed0')} s "
+        f"({w('gpu/lab-capture-on-seed0') / w('fast-test-gpu/lab-seed0'):.2f} of the eager time)",
+        f"{w('gpu/lab-capture-on-seed1')} s against {w('gpu/lab-capture-off-seed1')} s "
+        f"({w('gpu/lab-capture-on-seed1') / w('gpu/lab-capture-off-seed1'):.2f}; later",
+        f"{cap1.iloc[1:].median():.2f} against {eager1.iloc[1:].median():.2f} s median",
+        f"{cap1.iloc[0]:.1f} against {eager1.iloc[0]:.1f} s")
+    fe, fc = _epochs("gpu/fast-capture-off-seed0"), _epochs("gpu/fast-capture-on-seed0")
+    assert _in_paragraph(text, f"took {_span(fc.iloc[1:], '{:.2f}')} s", f"{_span(fe.iloc[1:], '{:.2f}')} s eagerly",
+                         f"{fc.iloc[0]:.1f} s against {fe.iloc[0]:.1f} s",
+                         f"{w('gpu/fast-capture-on-seed0')} s", f"against {w('gpu/fast-capture-off-seed0')} s")
+    stem = _metrics("gpu/cifar_stem-capture-on-seed0")
+    assert _in_paragraph(text, "under 30 s", "94%", f"{w('gpu/lab-capture-on-seed0')} s and "
+                         f"{w('gpu/lab-capture-on-seed1')} s captured",
+                         f"the 14 after compilation {cap0.iloc[1:].sum():.1f} s",
+                         f"{stem['test_acc']:.2f}% (one seed, 30 epochs)")
+    acc = lambda n: f"{_metrics(n)['test_acc']:.2f}%"  # noqa: E731
+    loss = lambda n: f"{_history(n).train_loss.iloc[-1]:.3f}"  # noqa: E731
+    assert _in_paragraph(
+        text, f"training loss of {loss('fast-test-gpu/lab-seed0')}", f"and {loss('gpu/lab-capture-on-seed0')}",
+        f"{acc('fast-test-gpu/lab-seed0')} and {acc('gpu/lab-capture-on-seed0')}",
+        f"{_f(_metrics('fast-test-gpu/lab-seed0')['test_acc'] - _metrics('gpu/lab-capture-on-seed0')['test_acc'])}"
+        " points apart", f"{acc('gpu/lab-capture-off-seed1')} and", f"{acc('gpu/lab-capture-on-seed1')}",
+        f"{acc('gpu/fast-capture-off-seed0')} and {acc('gpu/fast-capture-on-seed0')}",
+        f"{acc('fast-test-gpu/crop0-ep6-seed0')} and {acc('gpu/fast-capture-off-seed0')}, "
+        f"{_f(_metrics('fast-test-gpu/crop0-ep6-seed0')['test_acc'] - _metrics('gpu/fast-capture-off-seed0')['test_acc'])}"
+        " points apart")
+
+
+def test_open_measurements_are_recomputed():
+    text = _read(RECORD)
+    cpu = sum(_metrics(n)["wall_time_s"] for n in FAST_CPU) + _lab_estimate()
+    hours, minutes = divmod(round(cpu / 60, -1), 60)
+    lab = _metrics("lab-cpu-seed0")["wall_time_s"]
+    fast5 = sum(_metrics(f"fast-cpu-seed{s}")["wall_time_s"] for s in (0, 1, 2)) / 3
+    estimate = (lab + 3 * 6 / 5 * fast5) / 60
+    assert _in_paragraph(text, f"about {hours:.0f} h {minutes:.0f} min together",
+                         f"about {estimate:.0f} minutes", f"{lab} s for the lab",
+                         f"6/5 x {fast5:.1f} s a fast seed")
+    w = lambda n: _metrics(n)["wall_time_s"]  # noqa: E731
+    assert _in_paragraph(text, f"took {w('fast-test-gpu/lab-seed0')} s on one machine",
+                         f"and {w('gpu/lab-capture-off-seed1')} s on the",
+                         f"took {w('fast-test-gpu/crop0-ep6-seed0')} s and {w('gpu/fast-capture-off-seed0')} s")
+    pvr = [e for s in (0, 1) for e in _epochs(f"plain-vs-residual/resnet18-seed{s}")]
+    fast_cpu = [e for s in (0, 1, 2) for e in _epochs(f"fast-cpu-seed{s}")]
+    import statistics
+    assert _in_paragraph(text, f"median of {statistics.median(pvr):.0f} s",
+                         f"({min(fast_cpu):.0f}-{max(fast_cpu):.0f} s per epoch",
+                         f"took {_metrics('reference/lab-dataloader-fp32-seed0')['wall_time_s']:,} s")
+
+
+def test_end_to_end_times_and_the_remaining_ablation_numbers_are_recomputed():
+    text = _read(RECORD)
+    sections = (RESULTS / "gpu" / "timings.txt").read_text().split("# ")
+    first = dict(re.findall(r"^([\w-]+): (\d+) s", sections[0], flags=re.M))
+    extra = []
+    for section in sections:
+        for step, secs in re.findall(r"^([\w-]+): (\d+) s", section, flags=re.M):
+            name = {"lab-seed0": "fast-test-gpu/lab-seed0"}.get(step, f"fast-test-gpu/{step}"
+                                                                if step.startswith("crop0") else f"gpu/{step}")
+            if (RESULTS / name / "metrics.json").is_file():
+                extra.append(int(secs) - _metrics(name)["wall_time_s"])
+    fast = [int(first[f"crop0-ep6-seed{s}"]) for s in (0, 1, 2)]
+    assert _in_paragraph(text, f"its first section: {min(fast)}-{max(fast)} s against {first['lab-seed0']} s")
+    assert len(extra) == 10 and _in_paragraph(text, f"(about {min(extra):.0f}-{max(extra):.0f} s a run)")
+    _, summary, _, final = _ablation()
+    gap = lambda d, a: _cell(summary, d, a).clean_gap_mean  # noqa: E731
+    at15 = [abs(gap(0.0, a)[15] - gap(0.5, a)[15]) for a in ("lab", "none")]
+    smaller = [gap(0.0, "none")[e] - gap(0.5, "none")[e] for e in (7, 8)]
+    mean = final.groupby(["dropout", "augment"]).test_acc.mean()
+    costs = [mean[0.0, a] - mean[0.5, a] for a in ("lab", "none")]
+    assert max(at15) <= 1 and round(min(smaller)) == round(max(smaller)) == 3
+    assert _in_paragraph(text, "clean gap by 1 point or less at epoch 15", "about 3 points smaller",
+                         "epochs 7-8")
+    assert _in_paragraph(text, f"Dropout(0.5) costs {_span(costs, '{:.1f}')} points of test accuracy")
+    earlier = _read(RESULTS / "earlier-measurements.md")
+    assert _in_paragraph(earlier, "75.1%", "143 s per epoch", f"about {15 * 143:,} s for 15 epochs")

@@ -1,14 +1,38 @@
 #!/usr/bin/env bash
-# The GPU measurements as one script for one lent GPU, in about 9 minutes. Issue 11: the
-# fast-preset test spec (results/fast-test/grid.yaml: the lab recipe's 15 epochs, then the
-# fast preset's 3 seeds) on this machine in this session, into results/fast-test-gpu/; its
-# lab run is eager (the spec says capture "off") and is issue 14's eager reference.
-# Issue 14: the lab's 15 epochs with the training step captured as CUDA graphs (same
-# seed), the benchmark (eager and captured images/s), and the CIFAR-stem preset for up to
-# 30 epochs with the time that is left (results/gpu/grid.yaml).
+# The GPU measurements as one script for one lent GPU, one device call at a time.
+#   bash results/gpu/run.sh                      # the default steps: call 1 below
+#   STEPS=call2 bash results/gpu/run.sh          # a group, or step names, in order
+#   DRY_RUN=1 bash results/gpu/run.sh            # each step's limit and command; runs nothing
+#
+# Issue 25 (results/gpu/PLAN.md): the plan does not fit one call of ~540 s on one H200, so it is
+# three calls, each its own session's (15 minutes of device time: one call of at most 600 s
+# and the machine's start), in this order of priority; each later call needs the files the
+# earlier one brought back (unpack $OUT/gpu-results.tar.gz into the repository and commit):
+#   call1 (default): decode-cache, lab-floor, lab-cold, lab-warm (item 3: the lab's 15 epochs
+#         end to end with an empty, then a warm compile cache, and what lies outside the
+#         epochs), then the CIFAR-stem screen on validation (results/cifar-stem-screen-val,
+#         one run a step) and choose-cifar, which writes results/cifar-stem-test/grid.yaml.
+#   call2: the CIFAR-stem test (3 seeds, from that spec), then the fast preset's screen on
+#         validation (results/fast-screen-gpu-val, one process) and choose-fast, which writes
+#         results/fast-test-2/grid.yaml (the lab recipe's run, then 3 seeds).
+#   call3: the fast preset's test (the lab's run first, then the 3 seeds, one after the other).
+# Each group's step limits add up to at most BUDGET (DRY_RUN=1 prints the sum); a step whose
+# limit is more than the time left of BUDGET is not started, so STEPS="call2 call3" runs what
+# fits. The compile cache lives in runs/inductor-cache (TORCHINDUCTOR_CACHE_DIR, with the FX
+# graph and AOT autograd caches on) for every step: lab-cold empties it first, every other
+# step finds what the steps before it left; timings.txt says how many files it held.
+#
+# Earlier sessions (issues 11 and 14): the first ran decode-cache, the fast-preset test spec
+# (results/fast-test/grid.yaml: lab-seed0, crop0-ep6-seed0..2) into results/fast-test-gpu/,
+# lab-capture-on-seed0, bench and cifar_stem-capture-on-seed0 (results/gpu/grid.yaml); the
+# second ran
+#   STEPS="decode-cache fast-capture-off-seed0 fast-capture-on-seed0 lab-capture-off-seed1 lab-capture-on-seed1" \
+#     bash results/gpu/run.sh
+# (both without the compile cache setting, so with inductor's default cache under /tmp).
+# Those steps still work by name.
+#
 # The benchmark goes to results/gpu/bench-gpu.json, each step's wall time (process start,
 # data, compilation and all) to results/gpu/timings.txt and its output to results/gpu/logs/.
-#   bash results/gpu/run.sh
 # Needs python3 with torch, torchvision, pandas, pyyaml and pillow (no papermill: the runs
 # train in process), and CIFAR-10 as data/cifar10-jpeg/ or as the archive
 # data/cifar10-jpeg.tar.gz (a copy of ../shared/data/cifar10-jpeg.tar.gz, 20 MB: carry that,
@@ -18,48 +42,100 @@
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TORCH_LOGS=perf_hints
+CACHE=$PWD/runs/inductor-cache  # the persistent compile cache (git-ignored, not packed)
+export TORCHINDUCTOR_CACHE_DIR=$CACHE TORCHINDUCTOR_FX_GRAPH_CACHE=1 TORCHINDUCTOR_AUTOGRAD_CACHE=1
+unset TRITON_CACHE_DIR  # Triton's kernels then go under $CACHE too
 DIR=results/gpu
 FAST=results/fast-test-gpu
+CIFAR_SCREEN=results/cifar-stem-screen-val
+CIFAR_TEST=results/cifar-stem-test
+FAST_SCREEN=results/fast-screen-gpu-val
+FAST_TEST=results/fast-test-2
+LAB_CACHE=results/lab-compile-cache
+RESULTS="$DIR $FAST $LAB_CACHE $CIFAR_SCREEN $CIFAR_TEST $FAST_SCREEN $FAST_TEST"
 BUDGET=${BUDGET:-540}  # seconds for the whole script: leave the device tool's limit a margin
+DRY_RUN=${DRY_RUN:-}
 START=$SECONDS
-mkdir -p "$DIR/logs"
+TOTAL=0
+
+CALL1="decode-cache lab-floor lab-cold lab-warm cifar-screen-lr0.05 cifar-screen-lr0.1 \
+cifar-screen-lr0.2 choose-cifar"
+CALL2="decode-cache cifar-test-seed0 cifar-test-seed1 cifar-test-seed2 fast-screen choose-fast"
+CALL3="decode-cache fast-test-lab fast-test-seed0 fast-test-seed1 fast-test-seed2"
 
 pack() {
-  if [ -n "${OUT:-}" ]; then tar -czf "$OUT/gpu-results.tar.gz" --exclude=checkpoint.pt "$DIR" \
-    $( [ -d $FAST ] && echo $FAST); fi
+  if [ -n "${OUT:-}" ]; then
+    tar -czf "$OUT/gpu-results.tar.gz" --exclude=checkpoint.pt $(for d in $RESULTS; do
+      [ -d "$d" ] && echo "$d"; done)
+  fi
 }
 
 step() {  # step NAME SECONDS COMMAND...: run it within SECONDS, log it and its time, go on
-  local name=$1 limit=$2 t0=$SECONDS rc
+  local name=$1 limit=$2 t0=$SECONDS rc left cached
   shift 2
+  if [ -n "$DRY_RUN" ]; then
+    printf 'step %-22s %4d s  %s\n' "$name" "$limit" "$*"
+    TOTAL=$((TOTAL + limit))
+    return 0
+  fi
+  left=$((BUDGET - (SECONDS - START)))
+  if ((limit > left)); then
+    echo "$name: not started, its limit is ${limit} s and ${left} s are left of BUDGET=${BUDGET}" \
+      | tee -a "$DIR/timings.txt"
+    return 0
+  fi
+  if [ "$name" = lab-cold ]; then rm -rf "$CACHE"; fi  # its point: an empty compile cache
+  cached=$(find "$CACHE" -type f 2>/dev/null | wc -l)
   timeout -k 10 "$limit" "$@" 2>&1 | tee "$DIR/logs/$name.log"
   rc=${PIPESTATUS[0]}
-  echo "$name: $((SECONDS - t0)) s, exit $rc$( ((rc == 124)) && echo " (cut at ${limit} s)")" \
-    | tee -a "$DIR/timings.txt"
+  echo "$name: $((SECONDS - t0)) s, exit $rc$( ((rc == 124)) && echo " (cut at ${limit} s)"),\
+ compile cache ${cached} files before" | tee -a "$DIR/timings.txt"
   pack
 }
 
-if [ ! -d data/cifar10-jpeg/train ]; then
-  mkdir -p data/cifar10-jpeg && tar -xzf data/cifar10-jpeg.tar.gz -C data/cifar10-jpeg
-fi
-if [ ! -d data/cifar10-jpeg/train ] || [ ! -d data/cifar10-jpeg/test ]; then
-  echo "no CIFAR-10: put the JPEG copy at data/cifar10-jpeg/{train,test} or data/cifar10-jpeg.tar.gz"
-  exit 1
-fi
-HEADER="# $(date -u '+%Y-%m-%d %H:%M UTC'): $(echo ${STEPS:-the default steps})"
-{ echo "$HEADER"
-  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
-torchvision.__version__, 'cuda', torch.version.cuda)"; echo "cores $(nproc)"; } \
-  | tee -a "$DIR/machine.txt"
-echo "$HEADER" >> "$DIR/timings.txt"
+grid_step() {  # grid_step NAME SECONDS SPEC RUN: one run of a spec, in its own process
+  step "$1" "$2" python3 -m lab_utils.grid "$3" --in-process --only "$4"
+}
 
 run_step() {  # one step by name; each run is end to end: process start, data, model,
   # compilation (captured), the epochs
   case $1 in
     decode-cache)  # first, so that no run's time includes decoding 60,000 JPEGs
-      step decode-cache 60 python3 -c "from lab_utils.data import load_tensors
-for split in ('train', 'test'): load_tensors('data/cifar10-jpeg', 'cifar10', split)" ;;
+      step decode-cache 50 python3 -c "from lab_utils.data import load_tensors; [load_tensors(\
+'data/cifar10-jpeg', 'cifar10', split) for split in ('train', 'test')]" ;;
+    # Issue 25, item 3: what lies outside the epochs, then the lab's 15 epochs captured,
+    # cold (an empty compile cache) and warm (the cache lab-cold filled), one after the other.
+    lab-floor)
+      step lab-floor 15 python3 $DIR/floor.py --data-dir data/cifar10-jpeg --out $DIR/floor.json ;;
+    lab-cold)
+      [ -z "$DRY_RUN" ] || echo "     (lab-cold empties $CACHE first)"
+      grid_step lab-cold 100 $LAB_CACHE/grid.yaml lab-cold-seed0 ;;
+    lab-warm)
+      grid_step lab-warm 90 $LAB_CACHE/grid.yaml lab-warm-seed0 ;;
+    # Item 1: the CIFAR-stem screen on validation (the first run compiles cold), the choice,
+    # then its test spec's 3 seeds.
+    cifar-screen-*)
+      local lr=${1#cifar-screen-lr}
+      grid_step "$1" "$([ "$lr" = 0.05 ] && echo 100 || echo 85)" $CIFAR_SCREEN/grid.yaml \
+        "lr${lr}-ep30-seed0" ;;
+    choose-cifar)
+      step choose-cifar 15 python3 -m lab_utils.analysis choose $CIFAR_SCREEN \
+        --write $CIFAR_TEST/grid.yaml --seeds 0 1 2 ;;
+    cifar-test-seed*)
+      grid_step "$1" "$([ "$1" = cifar-test-seed0 ] && echo 100 || echo 85)" \
+        $CIFAR_TEST/grid.yaml "cifar_stem-seed${1#cifar-test-seed}" ;;
+    # Item 2: the fast preset's screen on validation (eager, all runs in one process), the
+    # choice, then its test spec: the lab recipe's run, then 3 seeds, one after the other.
+    fast-screen)
+      step fast-screen 185 python3 -m lab_utils.grid $FAST_SCREEN/grid.yaml --in-process ;;
+    choose-fast)
+      step choose-fast 15 python3 -m lab_utils.analysis choose $FAST_SCREEN \
+        --write $FAST_TEST/grid.yaml --seeds 0 1 2 --with-lab ;;
+    fast-test-lab)
+      grid_step fast-test-lab 100 $FAST_TEST/grid.yaml lab-seed0 ;;
+    fast-test-seed*)
+      grid_step "$1" 60 $FAST_TEST/grid.yaml "fast-seed${1#fast-test-seed}" ;;
+    # The earlier sessions' steps.
     lab-seed0 | crop0-ep6-seed*)  # issue 11: the fast-preset test spec, eager
       step "$1" "$([ "$1" = lab-seed0 ] && echo 150 || echo 90)" python3 -m lab_utils.grid \
         results/fast-test/grid.yaml --out $FAST --in-process --only "$1" ;;
@@ -68,7 +144,7 @@ for split in ('train', 'test'): load_tensors('data/cifar10-jpeg', 'cifar10', spl
         --loaders tensor > $DIR/bench-gpu.json.part && mv $DIR/bench-gpu.json.part $DIR/bench-gpu.json" ;;
     cifar_stem-capture-on-seed0)  # with the time that is left
       local left=$((BUDGET - (SECONDS - START)))
-      if ((left >= 60)); then
+      if [ -n "$DRY_RUN" ] || ((left >= 60)); then
         step "$1" "$left" python3 -m lab_utils.grid $DIR/grid.yaml --in-process --only "$1"
       else
         echo "$1: not started, ${left} s left" | tee -a "$DIR/timings.txt"
@@ -78,26 +154,71 @@ for split in ('train', 'test'): load_tensors('data/cifar10-jpeg', 'cifar10', spl
   esac
 }
 
-# The first session's steps (issue 11 first, then issue 14), or those named in $STEPS: the
-# second session's were
-#   STEPS="decode-cache fast-capture-off-seed0 fast-capture-on-seed0 lab-capture-off-seed1 lab-capture-on-seed1" \
-#     bash results/gpu/run.sh
-for name in ${STEPS:-decode-cache lab-seed0 crop0-ep6-seed0 crop0-ep6-seed1 crop0-ep6-seed2 \
-    lab-capture-on-seed0 bench cifar_stem-capture-on-seed0}; do
+NAMES=$(for s in ${STEPS:-call1}; do  # groups expanded, each step once (the first time)
+  case $s in call1) echo $CALL1 ;; call2) echo $CALL2 ;; call3) echo $CALL3 ;; *) echo $s ;; esac
+done | tr ' ' '\n' | awk 'NF && !seen[$0]++')
+
+if [ -n "$DRY_RUN" ]; then
+  for name in $NAMES; do run_step "$name"; done
+  echo "total $TOTAL s of step limits, BUDGET $BUDGET s: $( ((TOTAL <= BUDGET)) && echo fits \
+    || echo "over by $((TOTAL - BUDGET)) s")"
+  exit 0
+fi
+
+mkdir -p "$DIR/logs"
+if [ ! -d data/cifar10-jpeg/train ]; then
+  mkdir -p data/cifar10-jpeg && tar -xzf data/cifar10-jpeg.tar.gz -C data/cifar10-jpeg
+fi
+if [ ! -d data/cifar10-jpeg/train ] || [ ! -d data/cifar10-jpeg/test ]; then
+  echo "no CIFAR-10: put the JPEG copy at data/cifar10-jpeg/{train,test} or data/cifar10-jpeg.tar.gz"
+  exit 1
+fi
+HEADER="# $(date -u '+%Y-%m-%d %H:%M UTC'): $(echo ${STEPS:-the default steps (call1)})"
+{ echo "$HEADER"
+  nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
+torchvision.__version__, 'cuda', torch.version.cuda)"; echo "cores $(nproc)"; } \
+  | tee -a "$DIR/machine.txt"
+echo "$HEADER" >> "$DIR/timings.txt"
+
+for name in $NAMES; do
   run_step "$name"
 done
 
 python3 - <<'PY' | tee "$DIR/summary.txt"
+import json
+import re
 from pathlib import Path
 from lab_utils import analysis, runs
-for run in [r for folder in ("results/fast-test-gpu", "results/gpu") if Path(folder).is_dir()
+folders = ("results/fast-test-gpu", "results/gpu", "results/lab-compile-cache",
+           "results/cifar-stem-screen-val", "results/cifar-stem-test",
+           "results/fast-screen-gpu-val", "results/fast-test-2")
+for run in [r for folder in folders if Path(folder).is_dir()
             for r in analysis.find_runs(folder)]:
     h, m = runs.load_history(run), runs.load_metrics(run) or {}
     steady = h.epoch_time_s.iloc[1:].median() * len(h) if len(h) > 1 else float("nan")
     print(f"{run.parent.name}/{run.name}: {len(h)} epochs, test acc {h.test_acc.iloc[-1]:.2f}%, "
           f"train+test {h.epoch_time_s.sum():.1f} s (epoch 1: {h.epoch_time_s.iloc[0]:.1f} s), "
           f"{len(h)} x the median later epoch {steady:.1f} s, captured {m.get('captured')}, "
-          f"cudagraph skips {m.get('cudagraph_skips')}, {m.get('device')}")
+          f"cudagraph skips {m.get('cudagraph_skips')}, {m.get('device')}"
+          + (f", val acc {m['val_acc']:.2f}%" if "val_acc" in m else ""))
+# Item 3: where the lab's time goes, from the first finished try of each step (timings.txt).
+ends = {}
+for line in Path("results/gpu/timings.txt").read_text().splitlines():
+    hit = re.match(r"^([\w.-]+): (\d+) s, exit 0", line)
+    if hit:
+        ends.setdefault(hit[1], int(hit[2]))
+for step in ("lab-cold", "lab-warm"):
+    run = Path("results/lab-compile-cache") / f"{step}-seed0"
+    if step in ends and runs.is_finished(run):
+        t = runs.load_history(run).epoch_time_s
+        print(f"{step}: end to end {ends[step]} s = {ends[step] - t.sum():.1f} s outside the "
+              f"epochs (process start, imports, data, model, checkpoints, exit) + epoch 1 "
+              f"{t.iloc[0]:.1f} s (compilation and capture) + epochs 2-{len(t)} "
+              f"{t.iloc[1:].sum():.1f} s (median {t.iloc[1:].median():.2f} s)")
+floor = Path("results/gpu/floor.json")
+if floor.is_file():
+    print("lab-floor:", json.dumps(json.loads(floor.read_text())))
 PY
 pack
 cat "$DIR/timings.txt"
