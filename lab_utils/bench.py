@@ -24,12 +24,12 @@ import torch
 from torch import nn
 
 from .capture import for_training
-from .config import make_config
+from .config import DATASETS, LAB, make_config
 from .device import describe_device, precision_name, select_device, uses_channels_last
 from .train import build_batches, evaluate, model_and_optimizer, train_epoch
 
 # What the benchmark compares; fp16 needs a GPU and is not measured.
-PRECISIONS = ("fp32", "bf16")
+BENCH_PRECISIONS = ("fp32", "bf16")  # the precisions measured (config.PRECISIONS: those allowed)
 
 
 def _sync(device: torch.device) -> None:
@@ -92,8 +92,9 @@ def epoch_seconds(cfg, device, train_b, test_b) -> float:
     return time.perf_counter() - t0
 
 
-def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_workers: int = 2,
-        warmup: int = 5, steps: int = 30, full_epoch: bool = True,
+def run(data_dir: str, dataset: str = LAB.dataset, device: str = LAB.device,
+        num_workers: int = LAB.num_workers, warmup: int = 5, steps: int = 30,
+        full_epoch: bool = True,
         loaders: tuple[str, ...] = ("tensor", "dataloader")) -> dict:
     """Run the benchmark and return its figures as a dict (what `main` prints as JSON)."""
     base = make_config(data_dir=data_dir, dataset=dataset, device=device,
@@ -106,11 +107,11 @@ def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_worke
         "auto_precision": precision_name(dev, "auto"),
         "channels_last": uses_channels_last(dev), "dataloader_workers": num_workers,
         "model_only_img_s": {p: round(model_images_per_second(
-            dataclasses.replace(base, precision=p), dev, warmup, steps)) for p in PRECISIONS},
+            dataclasses.replace(base, precision=p), dev, warmup, steps)) for p in BENCH_PRECISIONS},
     }
     # The fast path and the lab's per-image path (the lab computed in fp32), each in both
     # precisions: the automatic rule must pick the faster one on every machine.
-    for loader, precision in itertools.product(loaders, PRECISIONS):
+    for loader, precision in itertools.product(loaders, BENCH_PRECISIONS):
         cfg = dataclasses.replace(base, loader=loader, precision=precision)
         batches = build_batches(cfg, dev, torch.Generator().manual_seed(0))
         figures = {"train_img_s": round(images_per_second(cfg, dev, batches.train, warmup,
@@ -138,10 +139,10 @@ def run(data_dir: str, dataset: str = "cifar10", device: str = "auto", num_worke
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default="data/cifar10")
-    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "synthetic"])
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--num-workers", type=int, default=2)
+    parser.add_argument("--data-dir", default=LAB.data_dir)
+    parser.add_argument("--dataset", default=LAB.dataset, choices=DATASETS)
+    parser.add_argument("--device", default=LAB.device)
+    parser.add_argument("--num-workers", type=int, default=LAB.num_workers)
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--no-epoch", action="store_true", help="skip the full-epoch timings")

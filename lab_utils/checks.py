@@ -15,6 +15,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .config import LabConfig
 from .model import build_model
 
 NOT_WRITTEN = ("{name} is not written yet: replace `raise NotImplementedError()` in the cell "
@@ -61,7 +62,7 @@ class _Spy:
 def _tiny_run(seed: int = 0):
     """A small lab model, its SGD optimizer and three generated batches (CPU, fp32)."""
     torch.manual_seed(seed)
-    model = build_model(10, 0.5, pretrained=False)
+    model = build_model(LabConfig(pretrained=False))
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     g = torch.Generator().manual_seed(seed)
     batches = [(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
@@ -166,7 +167,7 @@ def check_saliency(fn: Callable, name: str = "my_saliency") -> None:
     from captum.attr import Saliency
 
     torch.manual_seed(0)
-    model = build_model(10, 0.5, pretrained=False).eval()
+    model = build_model(LabConfig(pretrained=False)).eval()
     # A few training steps' worth of BatchNorm statistics, so eval mode is not the identity.
     with torch.no_grad():
         model.train()

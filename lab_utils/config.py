@@ -14,7 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -29,11 +29,14 @@ LOADERS = ("tensor", "dataloader")
 AUGMENTS = ("lab", "none")
 SCHEDULES = ("multistep", "onecycle")
 STEMS = ("imagenet", "cifar")
-ARCHS = ("resnet18", "resnet34", "plain18", "plain34")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ARCHS = ("resnet18", "resnet34", "plain18", "plain34")  # names the `arch` parameter allows
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")  # names the `precision` parameter allows
 CAPTURES = ("auto", "on", "off")
 MAX_CROP_PADDING = 16
-NUM_CLASSES = 10
+# CIFAR-10's classes in label order (the image-folder copies sort into the same order).
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck")
+NUM_CLASSES = len(CLASSES)
 # Test, validation and clean-train passes only measure, so they use larger batches.
 EVAL_BATCH_SIZE = 512
 PRESET_DIR = Path(__file__).parent / "presets"
@@ -43,42 +46,95 @@ RENAMED = {"data_path": "loader", "amp": "precision"}
 OLD_VALUES = {"amp": {True: "auto", False: "fp32"}}
 
 
+class Rule:
+    """What values one parameter allows: `problem(value)` says what is allowed, or None."""
+
+    def __init__(self, allowed: str, ok: Callable[[Any], bool]):
+        self.allowed, self.ok = allowed, ok
+
+    def problem(self, value: Any) -> str | None:
+        return None if self.ok(value) else self.allowed
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def integer(minimum: int, maximum: int | None = None, meaning: str = "") -> Rule:
+    allowed = (f"an integer >= {minimum}" if maximum is None
+               else f"an integer in {minimum}..{maximum}") + (f" ({meaning})" if meaning else "")
+    return Rule(allowed, lambda v: _is_int(v) and v >= minimum
+                and (maximum is None or v <= maximum))
+
+
+def number(lo: float, hi: float, lo_open: bool, hi_open: bool) -> Rule:
+    def ok(v: Any) -> bool:
+        return (isinstance(v, (int, float)) and not isinstance(v, bool)
+                and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi))
+    return Rule(f"a number in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}", ok)
+
+
+def one_of(*choices: str) -> Rule:
+    return Rule("one of " + ", ".join(repr(c) for c in choices), lambda v: v in choices)
+
+
+BOOLEAN = Rule("True or False", lambda v: isinstance(v, bool))
+PATH = Rule("a non-empty path string", lambda v: isinstance(v, str) and bool(v))
+MILESTONES = Rule("a list of integer epochs, e.g. [7, 12] (on papermill's command line: "
+                  "-y \"milestones: [7, 12]\")",
+                  lambda v: isinstance(v, (list, tuple)) and all(_is_int(x) for x in v))
+ANY_PRESET = Rule("a preset name", lambda v: isinstance(v, str))  # which exist: validate
+ANY_DEVICE = Rule("one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
+                  lambda v: isinstance(v, str))  # what this machine has: lab_utils.device
+
+
+def param(default: Any, rule: Rule) -> Any:
+    """A `LabConfig` field: its default and the rule for its values, side by side."""
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"rule": rule})
+    return field(default=default, metadata={"rule": rule})
+
+
 @dataclass
 class LabConfig:
-    """Every knob of a training run; the defaults are the lab's recipe (Experiment 7)."""
+    """Every knob of a training run, each with its default (the lab's recipe, Experiment 7)
+    and the rule for its values; `validate` applies the rules and the few that tie two
+    parameters together."""
 
-    epochs: int = 15
-    batch_size: int = 128
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    milestones: list[int] = field(default_factory=lambda: [7, 12])
-    gamma: float = 0.1
-    dropout: float = 0.5
-    pretrained: bool = True
-    data_dir: str = "data/cifar10"
-    run_dir: str = ""  # empty: a new timestamped folder under runs/
-    seed: int = 0
-    device: str = "auto"
-    num_workers: int = 2
-    resume: bool = False
+    epochs: int = param(15, integer(1))
+    batch_size: int = param(128, integer(1))
+    lr: float = param(0.01, number(0, float("inf"), True, True))
+    momentum: float = param(0.9, number(0, 1, False, True))
+    weight_decay: float = param(5e-4, number(0, float("inf"), False, True))
+    milestones: list[int] = param([7, 12], MILESTONES)  # epochs after which lr *= gamma
+    gamma: float = param(0.1, number(0, 1, True, False))
+    dropout: float = param(0.5, number(0, 1, False, True))
+    pretrained: bool = param(True, BOOLEAN)  # ImageNet weights; False trains from scratch
+    data_dir: str = param("data/cifar10", PATH)
+    run_dir: str = param("", Rule("a path string ('' for a new folder under runs/)",
+                                  lambda v: isinstance(v, str)))
+    seed: int = param(0, integer(0))
+    device: str = param("auto", ANY_DEVICE)
+    num_workers: int = param(2, integer(0))
+    resume: bool = param(False, BOOLEAN)
     # Beyond the lab: how data is fed, what is measured, and the faster presets.
-    recipe: str = "lab"  # the preset applied first: lab_utils/presets/<recipe>.yaml
-    dataset: str = "cifar10"
-    loader: str = "tensor"  # "tensor": whole batches on the device; "dataloader": the lab's
-    augment: str = "lab"
-    crop_padding: int = 4  # the lab's RandomCrop(32, padding=4); 0 leaves only the flip
-    train_subset: int = 0  # 0: the whole training split
-    val_size: int = 0  # >0: hold out this many training images (class-balanced, fixed)
-    clean_train_subset: int = 10_000  # training images also measured in eval mode (0: off)
-    schedule: str = "multistep"
-    nesterov: bool = False
-    label_smoothing: float = 0.0
-    tta_flip: bool = False
-    arch: str = "resnet18"  # plain18/plain34: the same network without shortcuts
-    stem: str = "imagenet"
-    precision: str = "auto"  # auto: bf16/fp16 autocast on CUDA, fp32 elsewhere; or fp32, bf16, fp16
-    capture: str = "auto"  # CUDA graphs of the training step (lab_utils.capture): auto, on or off
+    recipe: str = param("lab", ANY_PRESET)  # the preset applied first: presets/<recipe>.yaml
+    dataset: str = param("cifar10", one_of(*DATASETS))
+    loader: str = param("tensor", one_of(*LOADERS))  # tensor: batches on the device; dataloader: the lab's
+    augment: str = param("lab", one_of(*AUGMENTS))
+    crop_padding: int = param(4, integer(0, MAX_CROP_PADDING, "pixels of zero padding around "
+                                         "the 32x32 image before the random crop"))
+    train_subset: int = param(0, integer(0))  # 0: the whole training split
+    val_size: int = param(0, integer(0))  # >0: hold out this many training images (balanced)
+    clean_train_subset: int = param(10_000, integer(0))  # also measured in eval mode (0: off)
+    schedule: str = param("multistep", one_of(*SCHEDULES))
+    nesterov: bool = param(False, BOOLEAN)
+    label_smoothing: float = param(0.0, number(0, 1, False, True))
+    tta_flip: bool = param(False, BOOLEAN)
+    arch: str = param("resnet18", one_of(*ARCHS))  # plain18/34: the same without shortcuts
+    stem: str = param("imagenet", one_of(*STEMS))
+    precision: str = param("auto", one_of(*PRECISIONS))  # auto: bf16/fp16 on CUDA, fp32 elsewhere
+    capture: str = param("auto", one_of(*CAPTURES))  # CUDA graphs of the training step
 
 
 LAB = LabConfig()
@@ -115,96 +171,39 @@ def _bad(name: str, value: Any, allowed: str) -> ConfigError:
 def validate(cfg: LabConfig) -> LabConfig:
     """Check every field of `cfg` before any data is loaded or time is spent.
 
-    Raises `ConfigError` naming the parameter, the value given and what is allowed;
-    returns `cfg` unchanged when it is fine. Device availability is checked too, so a
-    run asking for `cuda` on a machine without one fails here rather than mid-epoch.
-    Sizes that depend on the data found (subsets, batch size) are checked when the
-    data is loaded (`lab_utils.train.build_batches`).
+    Each field's own rule (beside its default in `LabConfig`), then the rules that tie
+    parameters together. Raises `ConfigError` naming the parameter, the value given and
+    what is allowed; returns `cfg` unchanged when it is fine. Device availability is
+    checked too, so a run asking for `cuda` on a machine without one fails here rather
+    than mid-epoch. Sizes that depend on the data found (subsets, batch size) are checked
+    when the data is loaded (`lab_utils.train.split_indices`).
     """
-    def positive_int(name: str, minimum: int = 1, maximum: int | None = None,
-                     meaning: str = "") -> None:
-        v = getattr(cfg, name)
-        ok = isinstance(v, int) and not isinstance(v, bool) and v >= minimum and (
-            maximum is None or v <= maximum)
-        if not ok:
-            allowed = (f"an integer >= {minimum}" if maximum is None
-                       else f"an integer in {minimum}..{maximum}")
-            raise _bad(name, v, allowed + (f" ({meaning})" if meaning else ""))
-
-    def number_in(name: str, lo: float, hi: float, lo_open: bool, hi_open: bool) -> None:
-        v = getattr(cfg, name)
-        ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-        if ok:
-            ok = (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
-        if not ok:
-            interval = f"{'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
-            raise _bad(name, v, f"a number in {interval}")
-
-    def one_of(name: str, choices: tuple[str, ...]) -> None:
-        v = getattr(cfg, name)
-        if v not in choices:
-            raise _bad(name, v, "one of " + ", ".join(repr(c) for c in choices))
-
-    def boolean(name: str) -> None:
-        v = getattr(cfg, name)
-        if not isinstance(v, bool):
-            raise _bad(name, v, "True or False")
-
-    positive_int("epochs")
-    positive_int("batch_size")
-    number_in("lr", 0, float("inf"), True, True)
-    number_in("momentum", 0, 1, False, True)
-    number_in("weight_decay", 0, float("inf"), False, True)
-    number_in("gamma", 0, 1, True, False)
-    number_in("dropout", 0, 1, False, True)
-    number_in("label_smoothing", 0, 1, False, True)
-    positive_int("seed", 0)
-    positive_int("num_workers", 0)
-    positive_int("train_subset", 0)
-    positive_int("clean_train_subset", 0)
-    positive_int("val_size", 0)
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        problem = f.metadata["rule"].problem(value)
+        if problem:
+            raise _bad(f.name, value, problem)
+    if cfg.recipe not in preset_names():
+        raise _bad("recipe", cfg.recipe, "one of " + ", ".join(repr(r) for r in preset_names()))
+    problem = device_problem(cfg.device)
+    if problem:
+        raise _bad("device", cfg.device, problem)
     if cfg.val_size % NUM_CLASSES:
         raise _bad("val_size", cfg.val_size, f"a multiple of {NUM_CLASSES} (the validation "
                    "split takes the same number of images from every class), e.g. 5000")
-    positive_int("crop_padding", 0, MAX_CROP_PADDING, "pixels of zero padding around the "
-                 "32x32 image before the random crop")
-    for name in ("pretrained", "resume", "nesterov", "tta_flip"):
-        boolean(name)
-    one_of("recipe", tuple(preset_names()))
-    one_of("dataset", DATASETS)
-    one_of("loader", LOADERS)
-    one_of("augment", AUGMENTS)
-    one_of("schedule", SCHEDULES)
-    one_of("arch", ARCHS)
-    one_of("stem", STEMS)
-    one_of("precision", PRECISIONS)
-    one_of("capture", CAPTURES)
     if cfg.precision == "fp16" and not cfg.device.startswith("cuda"):
         raise _bad("precision", cfg.precision, "'fp16' only with device='cuda' (fp16 autocast "
                    "needs a GPU; use 'auto', 'fp32' or 'bf16')")
     if cfg.arch.startswith("plain") and cfg.pretrained:
         raise _bad("pretrained", cfg.pretrained, f"False with arch={cfg.arch!r} (ImageNet "
                    "weights exist only for the networks with shortcuts)")
-    if not isinstance(cfg.data_dir, str) or not cfg.data_dir:
-        raise _bad("data_dir", cfg.data_dir, "a non-empty path string")
-    if not isinstance(cfg.run_dir, str):
-        raise _bad("run_dir", cfg.run_dir, "a path string ('' for a new folder under runs/)")
-
     m = cfg.milestones
-    if not isinstance(m, (list, tuple)) or not all(
-            isinstance(x, int) and not isinstance(x, bool) for x in m):
-        raise _bad("milestones", m, "a list of integer epochs, e.g. [7, 12] (on papermill's "
-                   "command line: -y \"milestones: [7, 12]\")")
     if any(b <= a for a, b in zip(m, m[1:])) or any(x < 1 for x in m):
         raise _bad("milestones", m, "strictly increasing epochs >= 1, e.g. [7, 12]")
     if m and m[-1] > cfg.epochs:
         raise _bad("milestones", m, f"epochs no later than the last epoch (epochs={cfg.epochs})")
     if cfg.momentum == 0 and cfg.nesterov:
         raise _bad("nesterov", cfg.nesterov, "False when momentum=0 (Nesterov needs momentum)")
-
-    problem = device_problem(cfg.device)
-    if problem:
-        raise _bad("device", cfg.device, problem)
     if cfg.capture == "on" and select_device(cfg.device).type != "cuda":
         raise _bad("capture", cfg.capture, "'on' only on a CUDA GPU (CUDA graphs remove the "
                    "launch overhead of a GPU; a CPU has none to remove): use 'auto' or 'off', "
@@ -326,12 +325,12 @@ def _assigned(source: str) -> dict[str, Any]:
     return values
 
 
-def smoke_scale() -> bool:
+def is_smoke() -> bool:
     """True when the CI-scale switch (environment variable LAB_SMOKE=1) is on."""
     return os.environ.get(SMOKE_ENV, "") not in ("", "0")
 
 
-def ci_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
+def smoke_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     """Shrink `cfg` to a seconds-long run on generated data when LAB_SMOKE=1, else return it.
 
     The schedule keeps its shape (one milestone, one decay) so that the plotting and
@@ -339,7 +338,7 @@ def ci_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     keep it light enough for CI on a busy machine (notebook 05 makes 8 such runs in a cell). The run goes to a fresh folder under runs/smoke/
     unless `keep_run_dir`.
     """
-    if not smoke_scale():
+    if not is_smoke():
         return cfg
     small = dict(dataset="synthetic", epochs=2, batch_size=32, pretrained=False,
                  num_workers=0, device="cpu", milestones=[1] if cfg.milestones else [],

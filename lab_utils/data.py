@@ -22,11 +22,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.datasets import CIFAR10, ImageFolder
 
 from .augment import draw_crop_flip, normalize, random_crop_flip
-from .config import LAB
+from .config import CLASSES, LAB  # CLASSES: the label order, defined once in config
 from .paths import atomic_write_bytes, resolve
 
-CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
-           "dog", "frog", "horse", "ship", "truck")
 # The lab's constants (they are the mean of per-image stds, see notebook 01).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)

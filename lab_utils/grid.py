@@ -35,7 +35,7 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, ci_scale, make_config
+from .config import ConfigError, make_config, smoke_scale
 from .paths import resolve
 from .runs import check_resumable, is_finished
 from .train import fit
@@ -126,7 +126,7 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
     mostly idle, several at once finish sooner; on a 2-core CPU keep 1), with the
     executed notebooks in `notebooks_out` (git-ignored); or one after another in this
     process with `in_process` (how notebook 05 makes its CI-scale grid: under LAB_SMOKE=1
-    every run shrinks to `ci_scale`), printing a line per epoch with `progress`. Raises
+    every run shrinks to `smoke_scale`), printing a line per epoch with `progress`. Raises
     `RuntimeError` naming the runs that failed, after the others have finished.
     """
     runs = load_spec(spec, out)
@@ -138,7 +138,7 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
     for run in runs:
         if only and run.run_dir.name not in only:
             continue
-        cfg = ci_scale(make_config(**run.params), keep_run_dir=True)
+        cfg = smoke_scale(make_config(**run.params), keep_run_dir=True)
         if is_finished(run.run_dir):
             check_resumable(run.run_dir, cfg)  # a finished run must be this spec's run
             print(f"done already: {run.run_dir.name}")

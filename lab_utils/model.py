@@ -10,19 +10,21 @@ from torch import nn
 from torchvision.models import ResNet18_Weights, ResNet34_Weights, resnet18, resnet34
 from torchvision.models.resnet import BasicBlock
 
+from .config import LAB, NUM_CLASSES, LabConfig
+
 # arch -> (torchvision constructor, ImageNet weights)
-ARCHS = {"resnet18": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
+RESNETS = {"resnet18": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
          "resnet34": (resnet34, ResNet34_Weights.IMAGENET1K_V1)}
-WEIGHTS = ARCHS["resnet18"][1]
+WEIGHTS = RESNETS["resnet18"][1]
 
 
 class WeightsUnavailableError(RuntimeError):
     """The ImageNet weights are not cached and cannot be downloaded."""
 
 
-def weights_path(arch: str = "resnet18") -> Path:
+def weights_path(arch: str = LAB.arch) -> Path:
     """Where torch looks for the ImageNet weights of `arch` before downloading them."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(ARCHS[arch][1].url).name
+    return Path(torch.hub.get_dir()) / "checkpoints" / Path(RESNETS[arch][1].url).name
 
 
 WEIGHTS_MESSAGE = (
@@ -31,9 +33,9 @@ WEIGHTS_MESSAGE = (
     "train from scratch.")
 
 
-def weights_message(arch: str = "resnet18") -> str:
+def weights_message(arch: str = LAB.arch) -> str:
     """What a student reads when the ImageNet weights cannot be fetched."""
-    return WEIGHTS_MESSAGE.format(arch=arch, url=ARCHS[arch][1].url, path=weights_path(arch))
+    return WEIGHTS_MESSAGE.format(arch=arch, url=RESNETS[arch][1].url, path=weights_path(arch))
 
 
 class PlainBlock(nn.Module):
@@ -62,37 +64,31 @@ def remove_shortcuts(model: nn.Module) -> nn.Module:
     return model
 
 
-def build_model(num_classes: int = 10, dropout: float = 0.5, pretrained: bool = True,
-                stem: str = "imagenet", arch: str = "resnet18") -> nn.Module:
-    """torchvision `resnet18` with its head replaced by Dropout(dropout) + Linear(512, num_classes).
+def build_model(cfg: LabConfig) -> nn.Module:
+    """torchvision's ResNet as `cfg` says, its head replaced by Dropout(cfg.dropout) +
+    Linear(512, 10): the lab's model with the defaults (`make_config()`).
 
-    `pretrained=True` loads the ImageNet weights through the weights enum (every layer
-    but the new head). `arch` picks the depth, 18 or 34, with shortcuts ("resnet18",
-    "resnet34") or without ("plain18", "plain34"; no ImageNet weights). `stem="cifar"`
+    `cfg.pretrained` loads the ImageNet weights through the weights enum (every layer but
+    the new head). `cfg.arch` picks the depth, 18 or 34, with shortcuts ("resnet18",
+    "resnet34") or without ("plain18", "plain34"; no ImageNet weights). `cfg.stem="cifar"`
     swaps the 7x7 stride-2 conv and the max-pool for a 3x3 stride-1 conv, the usual CIFAR
     variant that keeps 32x32 inputs at full resolution into layer1 (about 15x the compute).
+    Which values are allowed is `lab_utils.config.validate`'s rule, checked when `cfg` was made.
     """
-    if stem not in ("imagenet", "cifar"):
-        raise ValueError(f"parameter stem={stem!r} is not allowed: one of 'imagenet', 'cifar'")
-    residual = arch.replace("plain", "resnet")
-    if residual not in ARCHS:
-        raise ValueError(f"parameter arch={arch!r} is not allowed: one of 'resnet18', "
-                         "'resnet34', 'plain18', 'plain34'")
-    if pretrained and arch.startswith("plain"):
-        raise ValueError(f"parameter pretrained=True is not allowed with arch={arch!r}: "
-                         "ImageNet weights exist only for the networks with shortcuts")
-    constructor, weights = ARCHS[residual]
+    residual = cfg.arch.replace("plain", "resnet")
+    constructor, weights = RESNETS[residual]
     try:
-        model = constructor(weights=weights if pretrained else None)
+        model = constructor(weights=weights if cfg.pretrained else None)
     except (urllib.error.URLError, OSError) as err:
         raise WeightsUnavailableError(weights_message(residual)) from err
-    if arch.startswith("plain"):
+    if cfg.arch.startswith("plain"):
         remove_shortcuts(model)
-    if stem == "cifar":
+    if cfg.stem == "cifar":
         # The ImageNet stem's first conv has no counterpart at 3x3: it starts fresh.
         model.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1, bias=False)
         model.maxpool = nn.Identity()
-    model.fc = nn.Sequential(nn.Dropout(dropout), nn.Linear(model.fc.in_features, num_classes))
+    model.fc = nn.Sequential(nn.Dropout(cfg.dropout),
+                             nn.Linear(model.fc.in_features, NUM_CLASSES))
     return model
 
 

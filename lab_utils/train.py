@@ -287,7 +287,7 @@ def model_and_optimizer(cfg: LabConfig, device: torch.device
                         ) -> tuple[nn.Module, torch.optim.Optimizer]:
     """The lab's model on `device` (channels_last where that is faster) and its SGD
     optimizer, as `cfg` says; on CUDA with cuDNN's autotuner and the fused SGD kernel."""
-    model = build_model(len(CLASSES), cfg.dropout, cfg.pretrained, cfg.stem, cfg.arch)
+    model = build_model(cfg)
     model = model.to(device)
     if uses_channels_last(device):
         model = model.to(memory_format=torch.channels_last)

@@ -22,7 +22,7 @@ CPU = torch.device("cpu")
 
 def lab_model() -> nn.Module:
     torch.manual_seed(0)
-    return build_model(10, 0.5, False).to(memory_format=torch.channels_last)
+    return build_model(make_config(pretrained=False)).to(memory_format=torch.channels_last)
 
 
 def batches(sizes=(8, 8, 8, 3)):

@@ -73,20 +73,24 @@ def test_resume_after_interrupt_gives_the_uninterrupted_history(synthetic_dir, t
 
 def test_killed_process_keeps_finished_epochs_and_resumes_exactly(synthetic_dir, tmp_path):
     run_dir = tmp_path / "killed"
-    code = (f"from lab_utils.config import make_config; from lab_utils.train import fit; "
+    # The child pauses after its first epoch, so the kill lands mid-run, between epochs 1 and 2.
+    code = (f"import time; from lab_utils.config import make_config; "
+            f"from lab_utils.train import fit; "
             f"fit(make_config(data_dir={str(synthetic_dir)!r}, run_dir={str(run_dir)!r}, "
             f"epochs=3, milestones=[2], pretrained=False, batch_size=16, device='cpu', "
-            f"num_workers=0, clean_train_subset=0), progress=False)")
+            f"num_workers=0, clean_train_subset=0), progress=False, "
+            f"on_epoch_end=lambda row: time.sleep(30))")
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None:
         if (run_dir / "history.csv").is_file():
             break
         time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    assert proc.wait() == -signal.SIGKILL
     kept = runs.load_history(run_dir)
-    assert 1 <= len(kept) <= 3
+    assert len(kept) == 1 and not runs.is_finished(run_dir)  # killed mid-run, epoch 1 kept
     resumed = fit(small(synthetic_dir, run_dir, resume=True), progress=False)
     full = fit(small(synthetic_dir, tmp_path / "full"), progress=False)
     pd.testing.assert_frame_equal(resumed.history[METRICS], full.history[METRICS])
@@ -213,7 +217,7 @@ def test_a_huge_learning_rate_is_caught_as_divergence(synthetic_dir, tmp_path):
 
 
 def test_cpu_computes_in_fp32_unless_asked(synthetic_dir):
-    from lab_utils.train import precision_name
+    from lab_utils.device import precision_name
 
     cpu = torch.device("cpu")
     assert precision_name(cpu, "auto") == "float32"
@@ -248,3 +252,82 @@ def test_pretrained_training_loads_the_cached_weights_and_replaces_the_head(
         a, b = trained[key].flatten().float(), stand_in[key].flatten()
         assert torch.corrcoef(torch.stack([a, b]))[0, 1] > 0.99, key
     assert "fc.weight" not in trained and trained["fc.1.weight"].shape == (10, 512)
+
+
+def test_fit_wires_the_presets_schedule_smoothing_and_flip_averaging(synthetic_dir, tmp_path):
+    """One-cycle is stepped every batch, label smoothing reaches the loss, and with tta_flip
+    the reported test accuracy is that of each image's softmax averaged with its mirror's."""
+    from lab_utils.data import CIFAR10_MEAN, CIFAR10_STD, load_tensors
+    from lab_utils.augment import normalize
+    from lab_utils.model import build_model
+    from lab_utils.train import train_epoch
+
+    seen = []
+
+    def spy(model, batches, optimizer, criterion, device, per_batch, precision):
+        seen.append((criterion.label_smoothing, type(per_batch).__name__))
+        return train_epoch(model, batches, optimizer, criterion, device, per_batch, precision)
+
+    cfg = small(synthetic_dir, tmp_path / "fast", recipe="fast", epochs=2, batch_size=32)
+    result = fit(cfg, progress=False, train_epoch=spy)
+    assert seen == [(0.1, "OneCycleLR")] * 2
+    # One-cycle: the epoch-1 lr is the warm-up's start (max_lr / 25), then it rises.
+    lr = result.history.lr.tolist()
+    assert lr[0] == pytest.approx(cfg.lr / 25) and lr[1] > lr[0]
+    steps = runs.load_checkpoint(result.run_dir)["scheduler"]["_step_count"]
+    assert steps == 1 + 2 * -(-120 // 32)  # stepped after every one of the 2 x 4 batches
+    # Flip TTA: recompute the final test accuracy from the saved model by hand.
+    model = build_model(cfg)
+    model.load_state_dict(runs.load_checkpoint(result.run_dir)["model"])
+    images, labels = load_tensors(cfg.data_dir, cfg.dataset, "test")
+    x = normalize(images, CIFAR10_MEAN, CIFAR10_STD)
+    with torch.no_grad():
+        model.eval()
+        probs = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+    acc = 100 * (probs.argmax(1) == labels).float().mean().item()
+    assert acc == pytest.approx(result.history.test_acc.iloc[-1], abs=1e-4)
+
+
+def test_a_failed_write_keeps_every_finished_epoch_and_says_what_to_do(synthetic_dir, tmp_path,
+                                                                       monkeypatch):
+    import errno
+
+    from lab_utils import paths
+
+    real, calls = paths.atomic_write_bytes, []
+
+    def full_disk_in_epoch_2(path, data):
+        calls.append(path.name)
+        if path.name == "checkpoint.pt" and calls.count("checkpoint.pt") == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, data)
+    monkeypatch.setattr(runs, "atomic_write_bytes", full_disk_in_epoch_2)
+    run_dir = tmp_path / "full"
+    with pytest.raises(runs.RunDirError, match=r"cannot write .*checkpoint.pt: the disk is full\. "
+                       r"The run's 1 finished epoch\(s\) .* are kept.*resume=True"):
+        fit(small(synthetic_dir, run_dir), progress=False)
+    monkeypatch.undo()
+    assert len(runs.load_history(run_dir)) == 1  # epoch 1 intact
+    resumed = fit(small(synthetic_dir, run_dir, resume=True), progress=False)
+    full = fit(small(synthetic_dir, tmp_path / "whole"), progress=False)
+    pd.testing.assert_frame_equal(resumed.history[METRICS], full.history[METRICS])
+
+
+@pytest.mark.parametrize("name, damage", [
+    ("checkpoint.pt", b"PK\x03\x04 not really a zip"),
+    ("history.csv", b'epoch,train_loss\n1,"unterminated'),
+    ("config.json", b'{"epochs": 3,'),
+])
+def test_a_damaged_run_file_is_named_with_what_to_do(synthetic_dir, tmp_path, name, damage):
+    run_dir = tmp_path / "d"
+
+    def stop(row):
+        raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        fit(small(synthetic_dir, run_dir), progress=False, on_epoch_end=stop)
+    (run_dir / name).write_bytes(damage)
+    with pytest.raises(runs.RunDirError, match=rf"{name} is damaged or cut short .*delete"):
+        if name == "history.csv":  # fit resumes from the checkpoint; readers read this file
+            runs.load_history(run_dir)
+        else:
+            fit(small(synthetic_dir, run_dir, resume=True), progress=False)
