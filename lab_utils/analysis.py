@@ -15,7 +15,7 @@ import pandas as pd
 import yaml
 
 from . import runs
-from .config import LAB, config_dict, make_config, saved_config
+from .config import LAB, NUM_CLASSES, config_dict, make_config, saved_config
 from .data import CLASSES
 from .paths import resolve
 
@@ -47,7 +47,7 @@ def load_runs(run_dirs: Iterable[str | Path],
     return pd.concat(frames, ignore_index=True)
 
 
-def confusion_matrix(predictions: pd.DataFrame, num_classes: int = len(CLASSES)) -> np.ndarray:
+def confusion_matrix(predictions: pd.DataFrame, num_classes: int = NUM_CLASSES) -> np.ndarray:
     """Counts of (true class, predicted class) from a run's `predictions.csv`."""
     m = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(m, (predictions.true.to_numpy(), predictions.pred.to_numpy()), 1)

@@ -26,7 +26,7 @@ from torch import nn
 MEASURED_FASTER_ON: tuple[str, ...] = ("NVIDIA H200",)
 
 
-def uses_capture(device: torch.device, capture: str = "auto") -> bool:
+def uses_capture(device: torch.device, capture: str) -> bool:
     """Whether training on `device` captures the step, as the `capture` parameter says:
     "on" (CUDA only; `lab_utils.config.validate` refuses it elsewhere), "off", or "auto"
     (on the GPUs where it was measured faster, `MEASURED_FASTER_ON`). Compilation made the
@@ -78,7 +78,7 @@ def cudagraph_skips() -> int:
     return int(counters["inductor"]["cudagraph_skips"])
 
 
-def for_training(model: nn.Module, device: torch.device, capture: str = "auto") -> nn.Module:
+def for_training(model: nn.Module, device: torch.device, capture: str) -> nn.Module:
     """The module `train_epoch` should call on `device`: a `CapturedModel` around `model`
     where `uses_capture` says so, else `model` itself."""
     return CapturedModel(model) if uses_capture(device, capture) else model

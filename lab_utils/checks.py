@@ -154,6 +154,19 @@ def _worst(got: torch.Tensor, want: torch.Tensor) -> tuple[float, tuple[int, ...
                                                                          diff.shape))
 
 
+def _explained(got: torch.Tensor, want: torch.Tensor,
+               mistakes: list[tuple[torch.Tensor | None, str]], otherwise: str,
+               atol: float) -> CheckFailed:
+    """The failure to raise when `got` is not `want`: the message of the first known
+    mistake whose result `got` equals, else `otherwise` with the largest difference
+    (`{worst}`) and where it is (`{where}`) filled in."""
+    for result, message in mistakes:
+        if result is not None and torch.allclose(got, result, atol=atol):
+            return CheckFailed(message)
+    worst, where = _worst(got, want)
+    return CheckFailed(otherwise.format(worst=worst, where=where))
+
+
 def check_saliency(fn: Callable, name: str = "my_saliency") -> None:
     """Check a student's saliency map against captum's `Saliency` (Simonyan et al. 2014).
 
@@ -295,19 +308,16 @@ def check_block(block_class: Callable, name: str = "MyBlock") -> None:
                        if stride != 1 else ""))
             if torch.allclose(got, want, atol=1e-5):
                 continue
-            if torch.allclose(got, torch.relu(f), atol=1e-5):
-                raise CheckFailed(f"{name} ({kind} block, {mode} mode) leaves out the shortcut: "
-                                  "add the input (or its projection) to F(x) before the last ReLU")
-            if torch.allclose(got, f + shortcut, atol=1e-5):
-                raise CheckFailed(f"{name} ({kind} block, {mode} mode) leaves out the ReLU after "
-                                  "the sum: y = relu(F(x) + shortcut)")
-            worst, where = _worst(got, want)
-            raise CheckFailed(
+            raise _explained(got, want, [
+                (torch.relu(f), f"{name} ({kind} block, {mode} mode) leaves out the shortcut: "
+                 "add the input (or its projection) to F(x) before the last ReLU"),
+                (f + shortcut, f"{name} ({kind} block, {mode} mode) leaves out the ReLU after "
+                 "the sum: y = relu(F(x) + shortcut)")],
                 f"{name} ({kind} block, {cin} -> {cout}, stride {stride}) differs from "
-                f"torchvision's in {mode} mode by up to {worst:.3g} at index {where}: check the "
-                "order conv1, bn1, relu, conv2, bn2, + shortcut, relu"
+                f"torchvision's in {mode} mode by up to {{worst:.3g}} at index {{where}}: check "
+                "the order conv1, bn1, relu, conv2, bn2, + shortcut, relu"
                 + (", and that you call the BatchNorm modules (not a fixed normalisation), so "
-                   "that train and eval mode differ" if mode == "eval" else ""))
+                   "that train and eval mode differ" if mode == "eval" else ""), atol=1e-5)
     print(f"Check passed: {name} gives torchvision's BasicBlock outputs (identity and projection "
           "shortcut) in train and eval mode.")
 
@@ -399,19 +409,17 @@ def check_batchnorm(fn: Callable, name: str = "my_batchnorm") -> None:
             batch = (x - x.mean((0, 2, 3), keepdim=True)) / torch.sqrt(
                 x.var((0, 2, 3), unbiased=False, keepdim=True) + 1e-5)
             w, b = ref.weight.detach().view(1, 3, 1, 1), ref.bias.detach().view(1, 3, 1, 1)
-            if not training and torch.allclose(got, batch * w + b, atol=1e-4):
-                raise CheckFailed(f"{name} normalised with the batch's statistics in eval mode: "
-                                  "eval mode uses running_mean and running_var, so that an "
-                                  "image's output does not depend on the rest of its batch")
-            if training and torch.allclose(got, batch, atol=1e-4):
-                raise CheckFailed(f"{name} forgot the learned scale and shift: y = weight * "
-                                  "x_hat + bias, per channel")
-            worst, where = _worst(got, want)
-            raise CheckFailed(
-                f"{name} differs from nn.BatchNorm2d in {mode} mode by up to {worst:.3g} at "
-                f"index {where}: statistics are per channel, over the batch and both spatial "
-                "dimensions (dims 0, 2, 3); normalise with the biased variance, + eps inside the "
-                "square root")
+            raise _explained(got, want, [
+                (None if training else batch * w + b,
+                 f"{name} normalised with the batch's statistics in eval mode: eval mode uses "
+                 "running_mean and running_var, so that an image's output does not depend on "
+                 "the rest of its batch"),
+                (batch if training else None, f"{name} forgot the learned scale and shift: "
+                 "y = weight * x_hat + bias, per channel")],
+                f"{name} differs from nn.BatchNorm2d in {mode} mode by up to {{worst:.3g}} at "
+                f"index {{where}}: statistics are per channel, over the batch and both spatial "
+                "dimensions (dims 0, 2, 3); normalise with the biased variance, + eps inside "
+                "the square root", atol=1e-4)
         if not training:
             if not (torch.equal(mean, ref.running_mean) and torch.equal(var, ref.running_var)):
                 raise CheckFailed(f"{name} changed the running statistics in eval mode: only "

@@ -36,7 +36,7 @@ class DataUnavailableError(RuntimeError):
     """CIFAR-10 is neither in `data_dir` nor downloadable; the message says what to do."""
 
 
-def train_transform(augment: str = "lab", padding: int = LAB.crop_padding) -> T.Compose:
+def train_transform(augment: str = LAB.augment, padding: int = LAB.crop_padding) -> T.Compose:
     """The lab's per-image training pipeline (crop with `padding` pixels of zero padding,
     4 in the lab; flip; ToTensor; Normalize); `augment="none"` keeps only ToTensor and
     Normalize."""

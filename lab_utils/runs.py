@@ -17,10 +17,11 @@ import json
 import pickle
 import subprocess
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pandas as pd
 import torch
@@ -109,6 +110,18 @@ def save_epoch(run_dir: Path, history: list[dict[str, float]], state: dict[str, 
     done = len(history) - 1  # until both files are replaced, the epoch before is what is safe
     _write(run_dir / CHECKPOINT, buf.getvalue(), run_dir, done)
     _write(run_dir / HISTORY, pd.DataFrame(history).to_csv(index=False).encode(), run_dir, done)
+
+
+@contextmanager
+def interrupt_keeps(run_dir: Path, history: list) -> Iterator[None]:
+    """Around the epochs: an interrupt (Ctrl-C, the stop button) says what is kept and how
+    to continue, then goes on as an interrupt."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        print(f"Interrupted: {len(history)} finished epoch(s) are saved in {shown(run_dir)}. "
+              "Run again with resume=True to continue.")
+        raise
 
 
 def finish(run_dir: Path, predictions: pd.DataFrame, metrics: dict[str, Any]) -> None:

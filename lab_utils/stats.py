@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import torch
 
+from .config import NUM_CLASSES
+
 
 def _as_float(images: torch.Tensor) -> torch.Tensor:
     """uint8 images to float64 in [0, 1]; float images are taken as already in [0, 1]."""
@@ -42,6 +44,6 @@ def mean_of_image_stds(images: torch.Tensor, chunk: int = 10_000) -> torch.Tenso
     return torch.cat(parts).mean(dim=0)
 
 
-def class_counts(labels: torch.Tensor, num_classes: int = 10) -> torch.Tensor:
+def class_counts(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
     """Number of images per class label."""
     return torch.bincount(labels, minlength=num_classes)

@@ -365,13 +365,7 @@ def fit(cfg: LabConfig, progress: bool = True, on_epoch_end: Callable | None = N
     validate(cfg)
     run = runs.start(cfg)
     if run.finished:
-        result = RunResult(run.run_dir, runs.load_history(run.run_dir),
-                           runs.load_metrics(run.run_dir))
-        if progress:
-            print(f"{runs.shown(run.run_dir)} holds a finished run; its epochs:")
-            for row in result.history.to_dict("records"):
-                print(epoch_line(row, cfg.epochs))
-        return result
+        return _finished(run.run_dir, cfg.epochs, progress)
     device = select_device(cfg.device)
     seed_everything(cfg.seed)
     # The model first: missing ImageNet weights should fail before the data is loaded.
@@ -387,7 +381,7 @@ def fit(cfg: LabConfig, progress: bool = True, on_epoch_end: Callable | None = N
         print(f"{batches.description}; run directory {runs.shown(run.run_dir)}")
 
     preds = None
-    try:
+    with runs.interrupt_keeps(run.run_dir, history):
         for epoch in range(len(history) + 1, cfg.epochs + 1):
             t0, lr = time.perf_counter(), optimizer.param_groups[0]["lr"]
             try:
@@ -411,10 +405,6 @@ def fit(cfg: LabConfig, progress: bool = True, on_epoch_end: Callable | None = N
                 print(epoch_line(history[-1], cfg.epochs), flush=True)
             if on_epoch_end is not None:
                 on_epoch_end(history[-1])
-    except KeyboardInterrupt:
-        print(f"Interrupted: {len(history)} finished epoch(s) are saved in "
-              f"{runs.shown(run.run_dir)}. Run again with resume=True to continue.")
-        raise
 
     if preds is None:  # resumed after the last epoch was saved but before the run ended
         _, _, preds = evaluate(model, batches.test, device, cfg.tta_flip, cfg.precision, True)
@@ -422,6 +412,16 @@ def fit(cfg: LabConfig, progress: bool = True, on_epoch_end: Callable | None = N
                             captured=train_model is not model, skips=cudagraph_skips() - skips_before)
     runs.finish(run.run_dir, preds, metrics)
     return RunResult(run.run_dir, pd.DataFrame(history), metrics)
+
+
+def _finished(run_dir: Path, epochs: int, progress: bool) -> RunResult:
+    """A run that had already ended, read back (with its epochs printed, as `fit` would)."""
+    result = RunResult(run_dir, runs.load_history(run_dir), runs.load_metrics(run_dir))
+    if progress:
+        print(f"{runs.shown(run_dir)} holds a finished run; its epochs:")
+        for row in result.history.to_dict("records"):
+            print(epoch_line(row, epochs))
+    return result
 
 
 def _restore(checkpoint: dict[str, Any] | None, model: nn.Module,

@@ -83,13 +83,13 @@ class Block(nn.Module):
         return torch.relu(out) if self.last_relu else out
 
 
-def resnet18(block, blocks=(2, 2, 2, 2)):
+def resnet18(block, blocks=(2, 2, 2, 2), strides=(1, 2, 2, 2)):
     from torchvision.models import resnet18 as tv
 
     net = tv(num_classes=10)
     cin = 64
     for i, (cout, n) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
-        stride = 1 if i == 1 else 2
+        stride = strides[i - 1]
         layers = [block(cin, cout, stride)] + [block(cout, cout) for _ in range(n - 1)]
         setattr(net, f"layer{i}", nn.Sequential(*layers))
         cin = cout
@@ -115,6 +115,8 @@ def test_the_resnet18_check_passes_the_assembly_and_names_a_wrong_stage(capsys):
     assert "11,181,642 parameters" in capsys.readouterr().out
     fails_with(check_resnet18, lambda b: resnet18(b, blocks=(3, 4, 6, 3)), Block,
                match="\\[3, 4, 6, 3\\] blocks per stage, ResNet-18 \\[2, 2, 2, 2\\]")
+    fails_with(check_resnet18, lambda b: resnet18(b, strides=(1, 1, 2, 2)), Block,
+               match="after layer2 .* layer2-4 start with a stride-2 block")
 
 
 # --- BatchNorm by hand (notebook 03) ---------------------------------------------------

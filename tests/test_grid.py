@@ -122,3 +122,20 @@ def test_every_committed_run_is_what_its_spec_says(spec, folder, monkeypatch):
     committed = {p.parent for p in folder.glob("*/metrics.json")}
     if spec.name == "grid.yaml":  # a grid's folder holds its runs and nothing else
         assert committed <= {r.run_dir for r in runs}
+
+
+def test_the_papermill_path_passes_the_runs_values_and_no_preset_file(tmp_path, monkeypatch):
+    """Both paths build a run's config by make_config's rule: papermill gets the run's values
+    (its recipe among them) and the notebook applies the preset, as --in-process does."""
+    import json as _json
+
+    seen = []
+    monkeypatch.setattr(grid.subprocess, "run",
+                        lambda cmd: seen.append(cmd) or type("Done", (), {"returncode": 0}))
+    grid.run_grid(write(tmp_path), notebooks_out=tmp_path / "nb", only=["extra"])
+    cmd, = seen
+    assert "-f" not in cmd
+    params = _json.loads(cmd[cmd.index("-y") + 1])
+    assert params["recipe"] == "fast" and params["crop_padding"] == 4 and params["seed"] == 5
+    in_process = make_config(**grid.load_spec(write(tmp_path))[-1].params)
+    assert make_config(**params) == in_process
