@@ -45,11 +45,13 @@ class RunDirError(OSError):
 @dataclass
 class Started:
     """What `start` found: the run directory, and the saved state to resume from (None
-    for a new run) or, for a run that had already ended, `finished` True."""
+    for a new run) or, for a run that had already ended, `finished` True; `commit` is the
+    code the run started with (a resumed run keeps its first start's)."""
 
     run_dir: Path
     checkpoint: dict[str, Any] | None
     finished: bool = False
+    commit: str = ""
 
 
 def new_run_dir(run_dir: str, recipe: str) -> Path:
@@ -77,7 +79,7 @@ def start(cfg: LabConfig) -> Started:
     run_dir = new_run_dir(cfg.run_dir, cfg.recipe)
     if not (run_dir / CONFIG).is_file():
         _write(run_dir / CONFIG, _json(config_dict(cfg)), run_dir, done=0)
-        return Started(run_dir, None)
+        return Started(run_dir, None, commit=commit())
     if not cfg.resume:
         raise ConfigError(
             f"parameter run_dir={shown(run_dir)!r} already holds a run; pass resume=True to "
@@ -85,7 +87,8 @@ def start(cfg: LabConfig) -> Started:
     check_resumable(run_dir, cfg)
     if is_finished(run_dir):
         return Started(run_dir, None, finished=True)
-    return Started(run_dir, load_checkpoint(run_dir))
+    checkpoint = load_checkpoint(run_dir)
+    return Started(run_dir, checkpoint, commit=(checkpoint or {}).get("commit") or commit())
 
 
 def check_resumable(run_dir: Path, cfg: LabConfig) -> None:
@@ -124,12 +127,14 @@ def interrupt_keeps(run_dir: Path, history: list) -> Iterator[None]:
         raise
 
 
-def finish(run_dir: Path, predictions: pd.DataFrame, metrics: dict[str, Any]) -> None:
+def finish(run_dir: Path, predictions: pd.DataFrame, metrics: dict[str, Any],
+           started_at: str) -> None:
     """The end of a run: the test-set predictions, then `metrics.json` (whose presence
-    marks the run finished), with the commit the code was at."""
+    marks the run finished), with `started_at`, the commit of the code the run started
+    with (`Started.commit`)."""
     n = len(load_history(run_dir))
     _write(run_dir / PREDICTIONS, predictions.to_csv(index=False).encode(), run_dir, n)
-    _write(run_dir / METRICS, _json({**metrics, "commit": commit()}), run_dir, n)
+    _write(run_dir / METRICS, _json({**metrics, "commit": started_at}), run_dir, n)
 
 
 def commit() -> str:

@@ -7,7 +7,8 @@ runs `nbgrader generate_assignment` (nbgrader is the teachers' optional dependen
 `pip install -e ".[teacher]"`) on a copy of `notebooks/*.ipynb` in a temporary course
 folder: code between `### BEGIN SOLUTION` and `### END SOLUTION` becomes `# YOUR CODE HERE`
 and `raise NotImplementedError()`, a written answer becomes "YOUR ANSWER HERE", outputs
-are cleared, and the nbgrader metadata a teacher needs to collect and autograde stays.
+are cleared (and with them the note on where the committed outputs came from), and the
+nbgrader metadata a teacher needs to collect and autograde stays.
 `tests/test_student.py` fails when the committed edition is out of step with its source.
 """
 from __future__ import annotations
@@ -20,7 +21,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+import nbformat
+
 from .paths import repo_root
+from .publish import NOTE_MARKER
 
 ASSIGNMENT = "lab"  # the nbgrader assignment name a teacher releases
 EDITION = Path("notebooks") / "student"
@@ -55,7 +59,11 @@ def generate(out: Path | None = None, root: Path | None = None) -> list[Path]:
         out.mkdir(parents=True, exist_ok=True)
         written = []
         for nb in sorted((course / "release" / ASSIGNMENT).glob("*.ipynb")):
-            shutil.copy(nb, out / nb.name)
+            notebook = nbformat.read(nb, as_version=4)
+            # The note on where the committed outputs came from: the student has no outputs.
+            notebook.cells = [c for c in notebook.cells if not (
+                c.cell_type == "markdown" and c.source.startswith(NOTE_MARKER))]
+            nbformat.write(notebook, out / nb.name)
             written.append(out / nb.name)
     return written
 

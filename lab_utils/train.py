@@ -400,7 +400,8 @@ def fit(cfg: LabConfig, progress: bool = True, on_epoch_end: Callable | None = N
             history.append({**row, **measure(model, batches, device, cfg)})
             runs.save_epoch(run.run_dir, history, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch})
+                "scheduler": scheduler.state_dict(), "rng": _rng_state(data_gen), "epoch": epoch,
+                "commit": run.commit})
             if progress:
                 print(epoch_line(history[-1], cfg.epochs), flush=True)
             if on_epoch_end is not None:
@@ -410,7 +411,7 @@ def fit(cfg: LabConfig, progress: bool = True, on_epoch_end: Callable | None = N
         _, _, preds = evaluate(model, batches.test, device, cfg.tta_flip, cfg.precision, True)
     metrics = final_metrics(cfg, history, device, batches.description,
                             captured=train_model is not model, skips=cudagraph_skips() - skips_before)
-    runs.finish(run.run_dir, preds, metrics)
+    runs.finish(run.run_dir, preds, metrics, run.commit)
     return RunResult(run.run_dir, pd.DataFrame(history), metrics)
 
 

@@ -35,7 +35,9 @@ def output(name: str, source_has: str) -> str:
 
 
 def has(cell: str, *numbers: str) -> None:
+    cell = re.sub(r"\s+", " ", cell)  # a quote may wrap across lines
     for n in numbers:  # a whole number: "5.2" must not match inside "75.21"
+        n = re.sub(r"\s+", " ", n)
         assert re.search(rf"(?<![\d.]){re.escape(n)}(?![\d])", cell), n
 
 
@@ -57,7 +59,8 @@ def test_notebook_04_quotes_its_committed_run():
         f"{h.clean_train_acc.iloc[-1] - h.test_acc.iloc[-1]:.2f}",
         f"{h.clean_train_acc.iloc[5] - h.test_acc.iloc[5]:.2f} points",
         f"{h.test_acc.max():.2f}%", f"{h.train_acc.iloc[-1]:.2f}%")
-    assert h.test_acc.idxmax() + 1 == 14 and "(epoch\n  14)" in cell or "(epoch 14)" in cell
+    assert h.test_acc.idxmax() + 1 == 14
+    has(cell, "(epoch 14)")
     # The printed config and metrics are those of the code as it is now.
     import dataclasses
 
@@ -127,7 +130,7 @@ def test_notebook_03_quotes_the_plain_vs_residual_runs_and_its_own_measurement()
         assert n in grads, n
     stem = runs.load_metrics(RESULTS / "gpu" / "cifar_stem-capture-on-seed0")
     has(text("03_model", "## What this means"), f"{stem['test_acc']:.2f}%",
-        f"{runs.load_metrics(RESULTS / 'lab-cpu-seed0')['test_acc']:.1f}%")
+        f"{runs.load_metrics(RESULTS / 'lab-full-seed0')['test_acc']:.2f}%")
     first = runs.load_history(RESULTS / "lab-subset5000-seed0").iloc[0]
     has(text("03_model", "After one batch"), f"{first.test_loss:.2f}", f"{first.test_acc:.1f}%")
 
@@ -155,3 +158,22 @@ def test_notebooks_01_and_02_quote_their_outputs_and_the_screens():
     gain = [screen.query(f"crop_padding == 0 and seed == {s}").test_acc.iloc[0]
             - screen.query(f"crop_padding == 4 and seed == {s}").test_acc.iloc[0] for s in (0, 1)]
     has(cell, span(gain, ".1f"))
+
+
+def test_notebook_05_exercise_quotes_the_two_seeds_per_class_accuracy():
+    acc = {s: analysis.per_class_accuracy(analysis.confusion_matrix(runs.load_predictions(
+        RESULTS / "ablation" / f"dropout0.5-auglab-seed{s}"))) for s in (0, 1)}
+    diff = acc[1] - acc[0]
+    top = diff.abs().idxmax()
+    others = diff.drop(top).abs().max()
+    cell = "".join(cells("05_analysis")[-1]["source"])
+    has(cell, f"`{top}`, up {diff[top]:.1f} points ({acc[0][top]:.1f}% -> {acc[1][top]:.1f}%)",
+        f"{others:.1f} points or less")
+
+
+def test_notebook_06_question_quotes_the_confidence_band():
+    p = runs.load_predictions(RESULTS / "lab-full-seed0")
+    band = p[(p.confidence >= 0.5) & (p.confidence < 0.9)]
+    acc, conf = 100 * (band.true == band.pred).mean(), 100 * band.confidence.mean()
+    has(text("06_inside", "**Question.**"), f"{len(band):,} predictions", f"{acc:.1f}%",
+        f"{conf:.1f}%", f"about {conf - acc:.1f} points")

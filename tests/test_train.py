@@ -331,3 +331,11 @@ def test_a_damaged_run_file_is_named_with_what_to_do(synthetic_dir, tmp_path, na
             runs.load_history(run_dir)
         else:
             fit(small(synthetic_dir, run_dir, resume=True), progress=False)
+
+
+def test_a_run_records_the_commit_it_started_with(synthetic_dir, tmp_path, monkeypatch):
+    answers = iter(["abc123", "def456+changes"])  # the code changes while the run trains
+    monkeypatch.setattr(runs, "commit", lambda: next(answers))
+    result = fit(small(synthetic_dir, tmp_path / "c", epochs=1, milestones=[]), progress=False)
+    m = runs.load_metrics(result.run_dir)
+    assert m["commit"] == "abc123" and {"cpu", "cpu_flags", "torch", "device"} <= set(m)
