@@ -248,11 +248,23 @@ def make_config(**params: Any) -> LabConfig:
                           + ", ".join(sorted(known)))
     recipe = params.get("recipe", LAB.recipe)
     preset = load_preset(recipe)
+    for other in preset_names():
+        values = {k: v for k, v in load_preset(other).items() if k != "recipe"}
+        if other != recipe and values and all(params.get(k) == v for k, v in values.items()):
+            # Every value of another preset, and recipe naming this one: two presets at once.
+            raise ConfigError(
+                f"parameter recipe={recipe!r} was given with all the values of preset {other!r} "
+                f"(a -f {preset_path(other).name} file?): give one preset, e.g. -f "
+                f"lab_utils/presets/{recipe}.yaml (or -p recipe {recipe}) alone, or "
+                f"-f lab_utils/presets/{other}.yaml alone, then -p the values to change")
     replaced = [f"{k}={v!r} (preset: {preset[k]!r})" for k, v in params.items()
                 if k != "recipe" and k in preset and preset[k] != v]
     if replaced:
         print(f"Preset {recipe!r} applied, with your values instead of its own for: "
               + ", ".join(replaced))
+    elif preset:
+        print(f"Preset {recipe!r} applied: " + ", ".join(
+            f"{k}={v!r}" for k, v in preset.items() if k != "recipe"))
     merged = {**preset, **params}
     epochs, milestones = merged.get("epochs", LAB.epochs), merged.get("milestones", LAB.milestones)
     if isinstance(milestones, (list, tuple)) and isinstance(epochs, int):

@@ -155,3 +155,17 @@ def test_the_fast_preset_is_the_validation_screens_choice():
     chosen = runs.load_config(best)
     preset = load_preset("fast")
     assert (preset["crop_padding"], preset["epochs"]) == (chosen["crop_padding"], chosen["epochs"])
+
+
+def test_two_presets_at_once_are_refused_with_what_to_write():
+    # papermill -f lab_utils/presets/fast.yaml -p recipe cifar_stem: which did the user mean?
+    given = {**load_preset("fast"), "recipe": "cifar_stem"}
+    with pytest.raises(ConfigError, match="recipe='cifar_stem' was given with all the values of "
+                       "preset 'fast' .*give one preset"):
+        make_config(**given)
+    make_config(**load_preset("fast"))  # the file alone is one preset
+
+
+def test_a_preset_says_what_it_applied(capsys):
+    make_config(recipe="fast")
+    assert "Preset 'fast' applied: epochs=6" in capsys.readouterr().out
