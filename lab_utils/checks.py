@@ -63,11 +63,20 @@ def _tiny_run(seed: int = 0):
     """A small lab model, its SGD optimizer and three generated batches (CPU, fp32)."""
     torch.manual_seed(seed)
     model = build_model(LabConfig(pretrained=False))
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
     g = torch.Generator().manual_seed(seed)
     batches = [(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g))
                for n in (16, 16, 12)]
-    return model, opt, batches
+    return model, _sgd(model), batches
+
+
+def _modes_hook(model: nn.Module) -> list[bool]:
+    modes: list[bool] = []
+    model.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+    return modes
+
+
+def _sgd(model: nn.Module) -> torch.optim.Optimizer:
+    return torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
 
 
 def check_train_epoch(fn: Callable, name: str = "my_train_epoch") -> None:
@@ -82,15 +91,14 @@ def check_train_epoch(fn: Callable, name: str = "my_train_epoch") -> None:
     from .train import train_epoch
 
     ref_model, ref_opt, batches = _tiny_run()
-    model, opt = copy.deepcopy(ref_model), None
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, weight_decay=5e-4)
+    model = copy.deepcopy(ref_model)
+    opt = _sgd(model)
     criterion, cpu = nn.CrossEntropyLoss(), torch.device("cpu")
     torch.manual_seed(1)  # the same dropout masks in both loops
     want = train_epoch(ref_model, batches, ref_opt, criterion, cpu, None, "fp32")
 
     model.eval()  # the loop must switch the model to train mode itself
-    modes = []
-    model.register_forward_pre_hook(lambda m, args: modes.append(m.training))
+    modes = _modes_hook(model)
     spy = _Spy(opt)
     torch.manual_seed(1)
     got = _call(name, fn, model, batches, spy, criterion, cpu, None, "fp32")
@@ -138,12 +146,6 @@ def check_train_epoch(fn: Callable, name: str = "my_train_epoch") -> None:
 def _grads_cleared(model: nn.Module) -> bool:
     """True when the gradients were reset another way (model.zero_grad(), set to None)."""
     return all(p.grad is None for p in model.parameters())
-
-
-def _modes_hook(model: nn.Module) -> list[bool]:
-    modes: list[bool] = []
-    model.register_forward_pre_hook(lambda m, args: modes.append(m.training))
-    return modes
 
 
 def _worst(got: torch.Tensor, want: torch.Tensor) -> tuple[float, tuple[int, ...]]:

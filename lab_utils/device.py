@@ -88,22 +88,26 @@ def _cpuinfo() -> dict[str, str]:
     return info
 
 
+def _cpu_name(info: dict[str, str]) -> str:
+    return info.get("model name") or platform.processor() or platform.machine()
+
+
 def describe_device(device: torch.device) -> str:
     """A human-readable name of `device` for provenance (GPU model, or CPU and threads)."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
-        name = _cpuinfo().get("model name") or platform.processor() or platform.machine()
-        return f"CPU ({name}, {torch.get_num_threads()} threads)"
+        return f"CPU ({_cpu_name(_cpuinfo())}, {torch.get_num_threads()} threads)"
     return device.type
 
 
 def machine(device: torch.device) -> dict[str, str]:
     """What a run records about the machine beside its numbers: the device's name, the
     CPU's model and speed-relevant flags, and the torch version (CUDA's too, on a GPU)."""
-    flags = set(_cpuinfo().get("flags", "").split())
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
     note = {"device": describe_device(device), "torch": torch.__version__,
-            "cpu": _cpuinfo().get("model name") or platform.processor() or platform.machine(),
+            "cpu": _cpu_name(info),
             "cpu_flags": " ".join(f for f in CPU_FLAGS if f in flags) or "unknown"}
     if device.type == "cuda":
         note["cuda"] = str(torch.version.cuda)

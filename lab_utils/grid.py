@@ -37,7 +37,7 @@ import yaml
 
 from .config import ConfigError, make_config, smoke_scale
 from .paths import resolve
-from .runs import check_resumable, is_finished
+from .runs import check_resumable, is_finished, shown
 from .train import fit
 
 SPEC_KEYS = {"preset", "parameters", "grid", "runs", "name"}
@@ -49,13 +49,6 @@ class Run:
 
     run_dir: Path
     params: dict[str, Any]
-
-
-def _relative(path: Path) -> str:
-    try:
-        return str(path.relative_to(resolve(".")))
-    except ValueError:
-        return str(path)
 
 
 def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
@@ -100,7 +93,7 @@ def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
             raise ConfigError(f"grid spec {path}: two runs are named {name!r}; put the "
                               "parameters that differ into 'name'")
         seen.add(name)
-        params.update(resume=True, run_dir=_relative(folder / name))
+        params.update(resume=True, run_dir=shown(folder / name))
         make_config(**params)  # a bad value stops the grid before the first run
         runs.append(Run(folder / name, params))
     return runs

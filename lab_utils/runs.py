@@ -12,6 +12,7 @@ a file that cannot be written or read raises `RunDirError` naming it and what to
 """
 from __future__ import annotations
 
+import errno
 import io
 import json
 import pickle
@@ -132,7 +133,7 @@ def finish(run_dir: Path, predictions: pd.DataFrame, metrics: dict[str, Any],
     """The end of a run: the test-set predictions, then `metrics.json` (whose presence
     marks the run finished), with `started_at`, the commit of the code the run started
     with (`Started.commit`)."""
-    n = len(load_history(run_dir))
+    n = metrics["final_epoch"]  # every epoch is finished and saved by now
     _write(run_dir / PREDICTIONS, predictions.to_csv(index=False).encode(), run_dir, n)
     _write(run_dir / METRICS, _json({**metrics, "commit": started_at}), run_dir, n)
 
@@ -162,8 +163,9 @@ def _write(path: Path, data: bytes, run_dir: Path, done: int) -> None:
     try:
         atomic_write_bytes(path, data)
     except OSError as err:
-        why = {28: "the disk is full", 13: "permission denied", 30: "the file system is "
-               "read-only"}.get(err.errno, err.strerror or str(err))
+        why = {errno.ENOSPC: "the disk is full", errno.EACCES: "permission denied",
+               errno.EROFS: "the file system is read-only"}.get(err.errno,
+                                                                err.strerror or str(err))
         raise RunDirError(
             err.errno, f"cannot write {shown(path)}: {why}. The run's {done} finished "
             f"epoch(s) in {shown(run_dir)} are kept as they were. Free some space or choose "
