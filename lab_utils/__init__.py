@@ -10,6 +10,6 @@ their files), `stats` (dataset statistics), `analysis` (reading runs back, choos
 validation split), `plots` (figures), `checks` (the checks of the code students write),
 `grid` (the grid runner), `publish` (executing notebooks for committing), `student` (the
 student edition), `colab` (the repository URL, one setting), `bench` (the speed
-benchmark), `paths` (the repository root and atomic writes), `env` (versions, rendered source).
+benchmark), `paths` (the repository root and atomic writes), `display` (versions, rendered source).
 """
 __version__ = "0.2.0"

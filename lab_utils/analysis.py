@@ -15,15 +15,14 @@ import pandas as pd
 import yaml
 
 from . import runs
-from .config import LAB, NUM_CLASSES, config_dict, make_config, saved_config
-from .data import CLASSES
+from .config import CLASSES, LAB, NUM_CLASSES, config_dict, make_config, saved_config
 from .paths import resolve
 
 
 def find_runs(folder: str | Path) -> list[Path]:
     """Every run directory (a folder with `history.csv`) directly inside `folder`, sorted."""
     root = resolve(folder)
-    return sorted(p for p in root.iterdir() if (p / "history.csv").is_file())
+    return sorted(p for p in root.iterdir() if (p / runs.HISTORY).is_file())
 
 
 def load_runs(run_dirs: Iterable[str | Path],
@@ -163,45 +162,45 @@ def write_test_spec(screen: str | Path, out: str | Path, seeds: Sequence[int] = 
     """Write the grid spec that measures a screen's choice on the test set: the chosen run's
     parameters (those the screen set or varied, `val_size` 0: the full training split) with
     each of `seeds`; with `with_lab`, the lab recipe's run (seed `seeds[0]`) first, for the
-    time ratio. Runs are named "{recipe}-seed{seed}". Writing it again with the same choice
+    time ratio. Runs are named "{preset}-seed{seed}". Writing it again with the same choice
     changes nothing; a different choice over an existing spec raises ValueError."""
     folder = resolve(screen)
     table, varied, configs = _screen(folder)
     i = _pick(table, tolerance)
     chosen = configs[i]
-    recipe = chosen["recipe"]
-    preset = config_dict(make_config(recipe=recipe))
-    skip = set(NOT_CHOICES) | {"seed", "recipe"}
+    name = chosen["preset"]
+    preset = config_dict(make_config(preset=name))
+    skip = set(NOT_CHOICES) | {"seed", "preset"}
     shared = {k: chosen[k] for k in SHARED_KEYS if chosen[k] != getattr(LAB, k)}
     shared["val_size"] = 0
     own = {k: v for k, v in chosen.items()
            if k not in skip and k not in SHARED_KEYS and (k in varied or v != preset[k])}
-    cells = [{"name": f"lab-seed{seeds[0]}", "recipe": "lab", "seed": seeds[0]}] if with_lab \
+    cells = [{"name": f"lab-seed{seeds[0]}", "preset": "lab", "seed": seeds[0]}] if with_lab \
         else []
-    cells += [{"recipe": recipe, **own, "seed": s} for s in seeds]
-    spec = {"parameters": shared, "runs": cells, "name": "{recipe}-seed{seed}"}
+    cells += [{"preset": name, **own, "seed": s} for s in seeds]
+    spec = {"parameters": shared, "runs": cells, "name": "{preset}-seed{seed}"}
     path = resolve(out)
     if path.is_file():
         old = yaml.safe_load(path.read_text()) or {}
         if {k: old.get(k) for k in spec} == spec:
-            print(f"{_rel(path)} already holds this choice: unchanged")
+            print(f"{runs.display_path(path)} already holds this choice: unchanged")
             return path
-        raise ValueError(f"{_rel(path)} exists and holds another choice; it is the record of "
+        raise ValueError(f"{runs.display_path(path)} exists and holds another choice; it is the record of "
                          "a test already specified: remove it first if the screen really changed")
     cols = ["run", "val_acc", "epochs"] + [k for k in varied if k != "epochs"]
-    shown = "\n".join("#   " + line for line in
-                      table[cols].to_string(index=False).splitlines())
-    command = (f"python -m lab_utils.analysis choose {_rel(folder)} --write {_rel(path)} "
+    screen_table = "\n".join("#   " + line for line in
+                             table[cols].to_string(index=False).splitlines())
+    command = (f"python -m lab_utils.analysis choose {runs.display_path(folder)} --write {runs.display_path(path)} "
                f"--seeds {' '.join(map(str, seeds))}" + (" --with-lab" if with_lab else "")
                + (f" --tolerance {tolerance}" if tolerance else ""))
     prose = lambda text: textwrap.fill(text, 92, initial_indent="# ", subsequent_indent="# ")
     header = "\n".join([
-        prose(f"The test spec of the choice made on validation by {_rel(folder)}/, whose "
+        prose(f"The test spec of the choice made on validation by {runs.display_path(folder)}/, whose "
               "grid.yaml states the rule: the highest final-epoch val_acc, ties"
               + (f" within {tolerance} points" if tolerance else "") + " to fewer epochs. "
               f"Written on {pd.Timestamp.now(tz='UTC'):%Y-%m-%d %H:%M} UTC by"),
         f"#   {command}",
-        "# from the screen's runs (their test accuracy not looked at):", shown,
+        "# from the screen's runs (their test accuracy not looked at):", screen_table,
         prose(f"Chosen: {table.run[i]} ("
               + (", ".join(f"{k} {chosen[k]}" for k in varied) or "its only run") + "). "
               "Measured once on the test set, on the full training split (val_size 0), "
@@ -209,19 +208,12 @@ def write_test_spec(screen: str | Path, out: str | Path, seeds: Sequence[int] = 
               + ("the lab recipe's run first (the lab's defaults, from scratch; on an H200 "
                  "its capture 'auto' captures), for the time ratio, then " if with_lab
                  else "") + f"seeds {', '.join(map(str, seeds))}."),
-        f"#   python -m lab_utils.grid {_rel(path)} --in-process", ""])
+        f"#   python -m lab_utils.grid {runs.display_path(path)} --in-process", ""])
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(header + yaml.safe_dump(spec, sort_keys=False, default_flow_style=None,
                                             width=100))
-    print(f"wrote {_rel(path)}: {table.run[i]} chosen")
+    print(f"wrote {runs.display_path(path)}: {table.run[i]} chosen")
     return path
-
-
-def _rel(path: Path) -> str:
-    try:
-        return str(Path(path).relative_to(resolve(".")))
-    except ValueError:
-        return str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,7 +1,7 @@
 """Less per-step overhead on CUDA: the model's training step captured as CUDA graphs.
 
 At the lab's batch of 128, a GPU as fast as an H100 finishes ResNet-18's forward and
-backward kernels faster than Python can launch them (README, "Speed"): the GPU waits. The
+backward kernels faster than Python can launch them (results/README.md): the GPU waits. The
 `capture` parameter hands the model to `torch.compile(mode="reduce-overhead")`, which
 fuses its forward and backward passes into fewer kernels and records them as CUDA graphs,
 so that each training step is replayed by a few launches instead of hundreds. The
@@ -10,7 +10,8 @@ fused SGD on CUDA), so that the learning-rate schedule, the gradient scaler and 
 checkpoints work as in eager PyTorch.
 
 The CPU path is unchanged: there is no launch overhead to remove, and the training loop
-(`lab_utils.train.train_epoch`) is the same code either way, since it only calls the model.
+(`lab_utils.train.train_epoch`, or a student's) is the same code either way, since it only
+calls the model.
 """
 from __future__ import annotations
 
@@ -19,19 +20,18 @@ from torch import nn
 
 # Where capture="auto" turns capture on: the GPUs (as torch.cuda.get_device_name names
 # them) on which the lab's 15 epochs were measured faster captured than eager, compilation
-# included (results/gpu/, README "Speed on a GPU": 52.1 s against 71.6 s and 39.9 s against
-# 50.0 s on two H200s). Short runs lose: the fast preset turns it off (presets/fast.yaml).
-# Other GPUs stay eager until measured: one that does not wait on kernel launches at
-# batch 128, or a machine with few CPU cores to compile on, may not gain.
+# included (results/README.md, "Speed on a GPU"). Other GPUs stay eager until measured:
+# one that does not wait on kernel launches at batch 128, or a machine with few CPU cores
+# to compile on, may not gain; a short run may not earn back its compilation.
 MEASURED_FASTER_ON: tuple[str, ...] = ("NVIDIA H200",)
 
 
 def uses_capture(device: torch.device, capture: str) -> bool:
     """Whether training on `device` captures the step, as the `capture` parameter says:
     "on" (CUDA only; `lab_utils.config.validate` refuses it elsewhere), "off", or "auto"
-    (on the GPUs where it was measured faster, `MEASURED_FASTER_ON`). Compilation made the
-    first epoch about 16 s longer on an H200, which a run of a few epochs probably does not
-    earn back: pass "off" for such runs."""
+    (on the GPUs where it was measured faster, `MEASURED_FASTER_ON`). Compilation makes the
+    first epoch longer, which a run of a few epochs may not earn back: pass "off" for
+    such runs (results/README.md, "Speed on a GPU")."""
     if capture == "auto":
         return device.type == "cuda" and torch.cuda.get_device_name(device) in MEASURED_FASTER_ON
     return capture == "on" and device.type == "cuda"

@@ -3,9 +3,11 @@ READMEs' "Open in Colab" links point at it.
 
     python -m lab_utils.colab https://github.com/you/resnet18-cifar10-lab
 
-writes the URL into `pyproject.toml` (`[project.urls] Repository`, the setting), the six
-notebooks' setup cells and both READMEs' links, replacing whatever URL they held; a
-teacher publishing a copy of this repository runs it once and commits the result.
+writes the URL into `pyproject.toml` (`[project.urls] Repository`, the setting), the setup
+cells of every notebook (both editions, both languages, so the student editions stay in step
+with their teacher editions) and the READMEs' links, replacing whatever URL they held; a
+teacher publishing a copy of this repository runs it once and commits the result, and the
+repository's tests, which read the URL from the setting, pass on the copy.
 """
 from __future__ import annotations
 
@@ -30,9 +32,10 @@ def repository_url(root: Path | None = None) -> str:
 
 
 def files(root: Path) -> list[Path]:
-    """The files that hold the URL: the notebooks and both READMEs."""
-    return sorted((root / "notebooks").glob("*.ipynb")) + [root / "README.md",
-                                                           root / "README.zh-CN.md"]
+    """The files that hold the URL: every notebook (teacher and student editions, every
+    language) and both READMEs."""
+    return sorted((root / "notebooks").rglob("*.ipynb")) + [root / "README.md",
+                                                            root / "README.zh-CN.md"]
 
 
 def _colab_path(url: str) -> str:

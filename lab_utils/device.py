@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import platform
 from contextlib import nullcontext
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DEVICE_CHOICES = "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"  # what `device` allows
 # CPU features that decide convolution speed and bf16 support (/proc/cpuinfo's flags).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
@@ -30,10 +32,11 @@ def select_device(device: str) -> torch.device:
 
 
 def device_problem(device: str) -> str | None:
-    """Why `device` cannot be used on this machine (what is allowed instead), or None."""
-    base = device.split(":")[0] if isinstance(device, str) else device
+    """Why the device name `device` cannot be used on this machine (what is allowed
+    instead), or None."""
+    base = device.split(":")[0]
     if base not in DEVICES or (":" in device and base != "cuda"):
-        return "one of 'auto', 'cpu', 'cuda', 'cuda:N', 'mps'"
+        return DEVICE_CHOICES
     if base == "cuda":
         if not torch.cuda.is_available():
             return "a device this machine has: no CUDA GPU is visible here; use 'auto' or 'cpu'"
@@ -46,19 +49,29 @@ def device_problem(device: str) -> str | None:
     return None
 
 
+def cpu_prefers_bf16() -> bool:
+    """Whether bf16 autocast trains faster than fp32 on this CPU, by its instruction-set
+    flags: yes with native bf16 dot products (`avx512_bf16`) and no AMX tiles, no
+    otherwise. Where each kind was measured, and by how much: results/README.md, "Which
+    precision a CPU gets"; an unmeasured kind stays in fp32, which is never wrong."""
+    flags = set(_cpuinfo().get("flags", "").split())
+    return "avx512_bf16" in flags and "amx_bf16" not in flags
+
+
 def autocast_for(device: torch.device, precision: str):
     """(autocast context, grad scaler) for `device` and the `precision` parameter.
 
-    "auto": on CUDA, bf16 where the GPU supports it, else fp16 with a scaler that keeps
-    small gradients from underflowing; everywhere else fp32. CPUs stay in fp32 because
-    bf16 autocast measured slower there on an Intel Xeon with AMX and no faster on an
-    AMD EPYC (results/README.md, "Speed"): the automatic choice must never be slower than
-    fp32. "fp32", "bf16" and "fp16" ask for one precision. The scaler is a pass-through
+    "auto" picks the faster precision on the machine at hand: on CUDA, bf16 where the GPU
+    supports it, else fp16 with a scaler that keeps small gradients from underflowing; on
+    a CPU, bf16 where `cpu_prefers_bf16` says so, else fp32; fp32 everywhere else (MPS).
+    "fp32", "bf16" and "fp16" ask for one precision. The scaler is a pass-through
     (disabled) everywhere but fp16.
     """
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
     if precision == "auto" and device.type == "cuda":
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    elif precision == "auto" and device.type == "cpu" and cpu_prefers_bf16():
+        dtype = torch.bfloat16
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     if dtype is None:
         return nullcontext(), scaler
@@ -77,6 +90,7 @@ def uses_channels_last(device: torch.device) -> bool:
     return device.type in ("cuda", "cpu")
 
 
+@lru_cache(maxsize=1)  # /proc/cpuinfo does not change while a process runs
 def _cpuinfo() -> dict[str, str]:
     info = {}
     try:

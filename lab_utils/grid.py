@@ -14,16 +14,18 @@ A spec is a YAML file in the folder its runs go to:
     name: "{arch}-seed{seed}"    # each run's folder, from its values
 
 Each run goes through `notebooks/04_train.ipynb` by papermill (its values passed with
-`-y`; the notebook applies the preset named by `recipe` first, as `make_config` always
-does), or in this process with `--in-process`: both build the run's config by the same
-rule. A spec-wide `preset` and a run's own `recipe` must agree. A finished run is skipped
-once its saved parameters are checked against
+`-y`; the notebook applies the preset first, as `make_config` always does), or in this
+process with `--in-process`: both build the run's config by the same rule. The spec's
+`preset` is the `preset` parameter of every run, like a value in `parameters` (a run
+may give its own). A finished run is skipped once its saved parameters are checked against
 the spec, an interrupted one resumes from its checkpoint: the same command can be run
 again after Ctrl-C or a crash and only does what is missing.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import itertools
 import json
 import subprocess
@@ -35,9 +37,9 @@ from typing import Any
 
 import yaml
 
-from .config import ConfigError, make_config, smoke_scale
+from .config import RENAMED, ConfigError, make_config, smoke_scale, upgrade_names
 from .paths import resolve
-from .runs import check_resumable, is_finished, shown
+from .runs import check_resumable, display_path, is_finished
 from .train import fit
 
 SPEC_KEYS = {"preset", "parameters", "grid", "runs", "name"}
@@ -45,7 +47,7 @@ SPEC_KEYS = {"preset", "parameters", "grid", "runs", "name"}
 
 @dataclass
 class Run:
-    """One run of a grid: its folder and the parameters that make it (`recipe` included)."""
+    """One run of a grid: its folder and the parameters that make it (`preset` included)."""
 
     run_dir: Path
     params: dict[str, Any]
@@ -67,8 +69,7 @@ def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
                           f"{sorted(SPEC_KEYS - {'name'})}; it has {sorted(text)}"
                           if isinstance(text, dict) else f"grid spec {path} is not a mapping")
     folder = resolve(out) if out is not None else path.parent
-    preset = text.get("preset")
-    common = dict(text.get("parameters") or {})
+    common = {"preset": text.get("preset", "lab"), **upgrade_names(text.get("parameters") or {})}
     grid = text.get("grid") or {}
     cells = [dict(zip(grid, values)) for values in itertools.product(*grid.values())] \
         if grid else []
@@ -77,15 +78,11 @@ def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
     for cell in cells:
         cell = dict(cell)
         own_name = cell.pop("name", None)
-        given = {**common, **cell}
-        if preset is not None and given.get("recipe", preset) != preset:
-            raise ConfigError(
-                f"grid spec {path}: 'preset: {preset}' but a run says recipe="
-                f"{given['recipe']!r} ({cell}); a run has one recipe: drop the spec's preset "
-                "and give each run its recipe, or drop the run's recipe")
-        params = {"recipe": preset or "lab", **given}
+        params = {**common, **upgrade_names(cell)}
         try:
-            name = own_name or text["name"].format(**params)
+            # Names written with a parameter's old name ("{recipe}") still work.
+            old = {o: params[n] for o, n in RENAMED.items() if n in params}
+            name = own_name or text["name"].format(**old, **params)
         except KeyError as err:
             raise ConfigError(f"grid spec {path}: name {text['name']!r} uses {err}, which "
                               "is not a parameter of every run") from None
@@ -93,8 +90,9 @@ def load_spec(spec: str | Path, out: str | Path | None = None) -> list[Run]:
             raise ConfigError(f"grid spec {path}: two runs are named {name!r}; put the "
                               "parameters that differ into 'name'")
         seen.add(name)
-        params.update(resume=True, run_dir=shown(folder / name))
-        make_config(**params)  # a bad value stops the grid before the first run
+        params.update(resume=True, run_dir=display_path(folder / name))
+        with contextlib.redirect_stdout(io.StringIO()):  # its lines come when the run starts
+            make_config(**params)  # a bad value stops the grid before the first run
         runs.append(Run(folder / name, params))
     return runs
 
@@ -118,9 +116,9 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
     `jobs` runs at a time through papermill (on a GPU that one small-batch run leaves
     mostly idle, several at once finish sooner; on a 2-core CPU keep 1), with the
     executed notebooks in `notebooks_out` (git-ignored); or one after another in this
-    process with `in_process` (how notebook 05 makes its CI-scale grid: under LAB_SMOKE=1
-    every run shrinks to `smoke_scale`), printing a line per epoch with `progress`. Raises
-    `RuntimeError` naming the runs that failed, after the others have finished.
+    process with `in_process` (under LAB_SMOKE=1 every run shrinks to `smoke_scale`),
+    printing a line per epoch with `progress`. Raises `RuntimeError` naming the runs that
+    failed, after the others have finished (an interrupt stops the grid at once).
     """
     runs = load_spec(spec, out)
     unknown = sorted(set(only or []) - {run.run_dir.name for run in runs})
@@ -142,7 +140,11 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
         run, cfg = item
         print(f"running: {run.run_dir.name}", flush=True)
         if in_process:
-            fit(cfg, progress=progress)
+            try:
+                fit(cfg, progress=progress)
+            except Exception as err:  # the other runs still train; this one is named
+                print(f"failed: {run.run_dir.name}: {type(err).__name__}: {err}", flush=True)
+                return run.run_dir.name, 1
             return run.run_dir.name, 0
         executed = resolve(notebooks_out) / f"{run.run_dir.name}.ipynb"
         return run.run_dir.name, _run_notebook(resolve(notebook), executed, run)
@@ -153,8 +155,9 @@ def run_grid(spec: str | Path, out: str | Path | None = None, jobs: int = 1,
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             failed = [name for name, code in pool.map(one, todo) if code != 0]
     if failed:
-        raise RuntimeError(f"these runs failed (see their notebooks in {notebooks_out}): "
-                           + ", ".join(failed) + "; run the same command again to resume them")
+        where = "their errors above" if in_process else f"their notebooks in {notebooks_out}"
+        raise RuntimeError(f"these runs failed (see {where}): " + ", ".join(failed)
+                           + "; run the same command again to resume them")
     return [run.run_dir for run in runs]
 
 

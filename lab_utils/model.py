@@ -14,8 +14,7 @@ from .config import LAB, NUM_CLASSES, LabConfig
 
 # arch -> (torchvision constructor, ImageNet weights)
 RESNETS = {"resnet18": (resnet18, ResNet18_Weights.IMAGENET1K_V1),
-         "resnet34": (resnet34, ResNet34_Weights.IMAGENET1K_V1)}
-WEIGHTS = RESNETS["resnet18"][1]
+           "resnet34": (resnet34, ResNet34_Weights.IMAGENET1K_V1)}
 
 
 class WeightsUnavailableError(RuntimeError):

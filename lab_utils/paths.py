@@ -1,8 +1,8 @@
-"""Where things live: the repository root, and relative paths resolved against it.
+"""Where things live: the repository root, the committed results, and relative paths.
 
 A notebook runs with `notebooks/` as its working directory in JupyterLab and with the
 repository root under papermill; resolving `data/...` and `runs/...` against the root
-makes both land in the same place.
+makes both land in the same place, and `results/...` is found in a course folder too.
 """
 from __future__ import annotations
 
@@ -21,10 +21,27 @@ def repo_root(start: Path | None = None) -> Path:
     return here
 
 
+def results_dir() -> Path:
+    """The committed results the notebooks read (`results/`): the nearest `results/` folder
+    at or above the working directory (a repository, or a course folder that
+    `python -m lab_utils.course` set up), else the one of the repository lab_utils was
+    installed from (`pip install -e`)."""
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / "results").is_dir():
+            return folder / "results"
+    return Path(__file__).resolve().parent.parent / "results"
+
+
 def resolve(path: str | os.PathLike) -> Path:
-    """An absolute path: `path` itself if absolute, else relative to `repo_root()`."""
+    """An absolute path: `path` itself if absolute, one under `results/` in `results_dir()`,
+    anything else relative to `repo_root()`."""
     p = Path(path).expanduser()
-    return p if p.is_absolute() else repo_root() / p
+    if p.is_absolute():
+        return p
+    if p.parts and p.parts[0] == "results":
+        return results_dir().joinpath(*p.parts[1:])
+    return repo_root() / p
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -43,8 +60,3 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """`atomic_write_bytes` for UTF-8 text."""
-    atomic_write_bytes(path, text.encode("utf-8"))

@@ -3,13 +3,15 @@
     python -m lab_utils.publish notebooks/04_train.ipynb -p pretrained False \\
         -p data_dir data/cifar10-jpeg -p train_subset 5000
 
-runs the notebook through papermill with the given values (`-f` a preset file first, then
-`-p`, the last value winning, as on papermill's own command line) and writes it back in
-place with its outputs, after three changes a reader on GitHub needs: papermill's
-injected-parameters cell becomes a markdown note saying what was injected, on which
-device, by which command (a committed injected cell would override the defaults for the
-next reader); execution counts run 1, 2, 3, ... without the gap the removed cell leaves;
-and papermill's and widgets' metadata are dropped.
+runs the notebook through papermill with the given values (`-f` a parameter file such as
+a preset first, then `-p`, the last value winning, as on papermill's own command line) and
+writes it back in place with its outputs, after the changes a reader on GitHub needs:
+papermill's injected-parameters cell becomes a markdown note saying what was injected, on
+which device, by which command (a committed injected cell would override the defaults for
+the next reader); execution counts run 1, 2, 3, ... without the gap the removed cell
+leaves; printed text keeps what a carriage return left visible (progress lines are
+rewritten in place while a run trains, `lab_utils.progress`); and papermill's and
+widgets' metadata are dropped.
 """
 from __future__ import annotations
 
@@ -39,9 +41,31 @@ def provenance_note(params: dict[str, Any], command: str, device: str) -> str:
             + "Running this notebook yourself uses the defaults in the cell above.")
 
 
+def visible_text(text: str) -> str:
+    """`text` as a terminal or JupyterLab shows it: on every line, what the last carriage
+    return left."""
+    return "\n".join(line.rsplit("\r", 1)[-1] for line in text.split("\n"))
+
+
+def _tidy_streams(outputs: list) -> list:
+    """Consecutive prints to one stream merged, with `visible_text` of each."""
+    merged: list = []
+    for out in outputs:
+        if (out.get("output_type") == "stream" and merged
+                and merged[-1].get("output_type") == "stream" and merged[-1].name == out.name):
+            merged[-1].text += out.text
+        else:
+            merged.append(out)
+    for out in merged:
+        if out.get("output_type") == "stream":
+            out.text = visible_text(out.text)
+    return merged
+
+
 def tidy(nb: nbformat.NotebookNode, note: str) -> nbformat.NotebookNode:
     """Replace the injected cell (or an old provenance note) by `note`, renumber the
-    execution counts and drop papermill's and widgets' metadata, in place."""
+    execution counts, keep the visible text of printed output and drop papermill's and
+    widgets' metadata, in place."""
     cells = []
     for cell in nb.cells:
         tags = cell.get("metadata", {}).get("tags", [])
@@ -55,6 +79,8 @@ def tidy(nb: nbformat.NotebookNode, note: str) -> nbformat.NotebookNode:
     for cell in cells:
         cell.metadata.pop("papermill", None)
         cell.metadata.pop("execution", None)
+        if cell.cell_type == "code":
+            cell.outputs = _tidy_streams(cell.outputs)
         if cell.cell_type == "code" and cell.get("execution_count") is not None:
             count += 1
             cell.execution_count = count
@@ -75,6 +101,7 @@ def publish(notebook: str | Path, params: dict[str, Any], preset: str | None = N
     the notebook itself). Returns the path written."""
     import papermill as pm
 
+    from .config import LAB
     from .device import describe_device, select_device
 
     values = {**(yaml.safe_load(Path(preset).read_text()) if preset else {}), **params}
@@ -86,7 +113,9 @@ def publish(notebook: str | Path, params: dict[str, Any], preset: str | None = N
         pm.execute_notebook(str(resolve(notebook)), str(executed), parameters=values,
                             cwd=str(resolve(".")), progress_bar=False)
         nb = nbformat.read(executed, as_version=4)
-    note = provenance_note(values, command, describe_device(select_device("auto")))
+    # The device the notebook's `device` parameter picks on this machine (the kernel's).
+    device = describe_device(select_device(values.get("device", LAB.device)))
+    note = provenance_note(values, command, device)
     target = resolve(out or notebook)
     nbformat.write(tidy(nb, note), target)
     return target

@@ -34,7 +34,7 @@ def batches(sizes=(8, 8, 8, 3)):
 def one_epoch(model: nn.Module, weights: nn.Module, data) -> tuple[float, float]:
     opt = torch.optim.SGD(weights.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     torch.manual_seed(3)  # the same dropout masks for both runs
-    return train_epoch(model, data, opt, nn.CrossEntropyLoss(), CPU, None, "fp32")
+    return train_epoch(model, data, opt, nn.CrossEntropyLoss(), CPU)
 
 
 def test_captured_step_gives_the_eager_losses_and_weights():
@@ -77,12 +77,30 @@ def test_capture_is_off_on_the_cpu_and_on_needs_cuda():
     assert make_config(capture="off", device="cpu").capture == "off"
 
 
-@pytest.mark.parametrize("gpu, captured", [("NVIDIA H200", True), ("Tesla T4", False)])
-def test_auto_captures_only_on_the_gpus_where_it_was_measured_faster(gpu, captured, monkeypatch):
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: gpu)
+def test_auto_captures_on_exactly_the_gpus_where_the_lab_was_measured_faster_captured(
+        monkeypatch):
+    # Every committed pair of the lab's 15 epochs, captured and eager, on one GPU (same seed):
+    # MEASURED_FASTER_ON must name the GPUs where every such pair was faster captured.
+    from lab_utils import analysis, runs
+    from lab_utils.capture import MEASURED_FASTER_ON
+    from lab_utils.config import saved_config
+    results = Path(__file__).resolve().parents[1] / "results"
+    lab = [d for folder in ("gpu", "fast-test-gpu") for d in analysis.find_runs(results / folder)
+           if saved_config(runs.load_config(d))["preset"] == "lab"]
+    times: dict = {}
+    for d in lab:
+        m = runs.load_metrics(d)
+        times.setdefault((m["device"], m["seed"]), {})[m["captured"]] = m["wall_time_s"]
+    pairs = {k: v for k, v in times.items() if len(v) == 2}
+    assert len(pairs) >= 2
+    faster = {dev for (dev, _), v in pairs.items() if v[True] < v[False]}
+    slower = {dev for (dev, _), v in pairs.items() if v[True] >= v[False]}
+    assert set(MEASURED_FASTER_ON) == faster - slower
     cuda = torch.device("cuda")
-    assert uses_capture(cuda, "auto") is captured
-    assert uses_capture(cuda, "on") and not uses_capture(cuda, "off")
+    for gpu in (*faster, "a GPU never measured here"):
+        monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None, g=gpu: g)
+        assert uses_capture(cuda, "auto") is (gpu in MEASURED_FASTER_ON)
+        assert uses_capture(cuda, "on") and not uses_capture(cuda, "off")
 
 
 def test_the_fast_preset_turns_capture_off_as_measured():

@@ -16,35 +16,49 @@ def fails_with(check, fn, *args, match):
 
 # --- the epoch loop (notebook 04) ------------------------------------------------------
 
-def loop(model, batches, optimizer, criterion, device, scheduler_per_batch, precision,
-         train=True, zero_grad=True, percent=True):
+def loop(model, loader, optimizer, criterion, device, train=True, zero_grad="before",
+         percent=True, lab_mean=False):
+    """The lab's train(epoch), with switches for the typical mistakes."""
     if train:
         model.train()
-    loss_sum, correct, n = 0.0, 0, 0
-    for x, y in batches:
+    running_loss, correct, total = 0.0, 0, 0
+    for x, y in loader:
         x, y = x.to(device), y.to(device)
+        if zero_grad == "before":
+            optimizer.zero_grad()
         out = model(x)
         loss = criterion(out, y)
-        if zero_grad:
-            optimizer.zero_grad()
         loss.backward()
+        if zero_grad == "after backward":
+            optimizer.zero_grad()
         optimizer.step()
-        if scheduler_per_batch is not None:
-            scheduler_per_batch.step()
-        loss_sum += loss.item() * len(y)
-        correct += (out.argmax(1) == y).sum().item()
-        n += len(y)
-    return loss_sum / n, (100 if percent else 1) * correct / n
+        running_loss += loss.item() * (1 if lab_mean else len(y))
+        correct += out.argmax(1).eq(y).sum().item()
+        total += len(y)
+    return running_loss / (len(loader) if lab_mean else total), \
+        (100 if percent else 1) * correct / total
 
 
-def test_the_epoch_check_passes_the_library_and_a_plain_loop(capsys):
-    check_train_epoch(train_epoch)
+def test_the_epoch_check_passes_the_labs_loop_with_either_mean_of_the_loss(capsys):
     check_train_epoch(loop)
+    check_train_epoch(lambda *a: loop(*a, lab_mean=True))  # running_loss / len(trainloader)
     assert capsys.readouterr().out.count("Check passed") == 2
 
 
+def test_the_epoch_check_fails_a_loop_that_hands_the_work_to_the_library():
+    fails_with(check_train_epoch, train_epoch, match="hands the work to lab_utils "
+               "\\(train.train_epoch\\): the task is to write it yourself")
+
+    def via(model, loader, optimizer, criterion, device):
+        from lab_utils.train import train_epoch as library
+        return library(model, loader, optimizer, criterion, device)
+    fails_with(check_train_epoch, via, match="hands the work to lab_utils")
+
+
 def test_the_epoch_check_names_typical_mistakes():
-    fails_with(check_train_epoch, lambda *a: loop(*a, zero_grad=False), match="zero_grad")
+    fails_with(check_train_epoch, lambda *a: loop(*a, zero_grad=None), match="zero_grad\\(\\) 0 time")
+    fails_with(check_train_epoch, lambda *a: loop(*a, zero_grad="after backward"),
+               match="between loss.backward\\(\\) and optimizer.step\\(\\)")
     fails_with(check_train_epoch, lambda *a: loop(*a, train=False), match="model.train()")
     fails_with(check_train_epoch, lambda *a: loop(*a, percent=False), match="a fraction")
     fails_with(check_train_epoch, lambda *a: None, match="should return")
@@ -83,17 +97,31 @@ class Block(nn.Module):
         return torch.relu(out) if self.last_relu else out
 
 
-def resnet18(block, blocks=(2, 2, 2, 2), strides=(1, 2, 2, 2)):
-    from torchvision.models import resnet18 as tv
+class ResNet18(nn.Module):
+    """ResNet-18 written out, as the lesson asks (torchvision's names for every stage)."""
 
-    net = tv(num_classes=10)
-    cin = 64
-    for i, (cout, n) in enumerate(zip((64, 128, 256, 512), blocks), start=1):
-        stride = strides[i - 1]
-        layers = [block(cin, cout, stride)] + [block(cout, cout) for _ in range(n - 1)]
-        setattr(net, f"layer{i}", nn.Sequential(*layers))
-        cin = cout
-    return net
+    def __init__(self, block, blocks=(2, 2, 2, 2), strides=(1, 2, 2, 2), num_classes=10):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+        cin = 64
+        for i, (cout, n, stride) in enumerate(zip((64, 128, 256, 512), blocks, strides), 1):
+            layers = [block(cin, cout, stride)] + [block(cout, cout) for _ in range(n - 1)]
+            setattr(self, f"layer{i}", nn.Sequential(*layers))
+            cin = cout
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+
+    def forward(self, x):
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def resnet18(block, blocks=(2, 2, 2, 2), strides=(1, 2, 2, 2)):
+    return ResNet18(block, blocks, strides)
 
 
 def test_the_block_check_passes_a_correct_block_and_names_mistakes(capsys):
@@ -111,12 +139,30 @@ def test_the_block_check_passes_a_correct_block_and_names_mistakes(capsys):
 
 
 def test_the_resnet18_check_passes_the_assembly_and_names_a_wrong_stage(capsys):
-    check_resnet18(resnet18, Block)
+    check_resnet18(resnet18)
     assert "11,181,642 parameters" in capsys.readouterr().out
-    fails_with(check_resnet18, lambda b: resnet18(b, blocks=(3, 4, 6, 3)), Block,
+    fails_with(check_resnet18, lambda b: resnet18(b, blocks=(3, 4, 6, 3)),
                match="\\[3, 4, 6, 3\\] blocks per stage, ResNet-18 \\[2, 2, 2, 2\\]")
-    fails_with(check_resnet18, lambda b: resnet18(b, strides=(1, 1, 2, 2)), Block,
-               match="after layer2 .* layer2-4 start with a stride-2 block")
+    fails_with(check_resnet18, lambda b: resnet18(b, strides=(1, 1, 2, 2)),
+               match="layer2 has blocks with strides \\[1, 1\\], ResNet-18 \\[2, 1\\]")
+
+    class SecondStrided(ResNet18):  # the stride on each stage's second block
+        def __init__(self, block):
+            super().__init__(block)
+            for i, cout in ((2, 128), (3, 256), (4, 512)):
+                setattr(self, f"layer{i}", nn.Sequential(block(cout // 2, cout, 1),
+                                                         block(cout, cout, 2)))
+    fails_with(check_resnet18, SecondStrided, match="layer2 has blocks with strides \\[1, 2\\], "
+               "ResNet-18 \\[2, 1\\]")
+
+
+def test_a_mistake_in_the_block_costs_the_block_check_only(capsys):
+    # The ResNet-18 check builds with its own block: a student's block without its last
+    # ReLU fails check_block, and their correct assembly still passes check_resnet18.
+    broken = lambda *a: Block(*a, last_relu=False)
+    fails_with(check_block, broken, match="leaves out the ReLU")
+    check_resnet18(resnet18)
+    assert "Check passed" in capsys.readouterr().out
 
 
 # --- BatchNorm by hand (notebook 03) ---------------------------------------------------
@@ -205,11 +251,9 @@ def crop_flip(x, dy, dx, flip, padding, flip_first=False, swap=False):
 
 
 def test_the_crop_check_passes_torchvisions_crop_and_names_mistakes(capsys):
-    from lab_utils.augment import random_crop_flip
     from lab_utils.checks import check_crop_flip
-    check_crop_flip(random_crop_flip)
     check_crop_flip(crop_flip)
-    assert capsys.readouterr().out.count("Check passed") == 2
+    assert capsys.readouterr().out.count("Check passed") == 1
     fails_with(check_crop_flip, lambda *a: crop_flip(*a, flip_first=True), match="before cropping")
     fails_with(check_crop_flip, lambda *a: crop_flip(*a, swap=True), match="swapped the offsets")
 
@@ -227,3 +271,169 @@ def test_the_per_class_check_passes_and_names_mistakes(capsys):
     assert "Check passed" in capsys.readouterr().out
     fails_with(check_per_class_accuracy, lambda p: per_class(p, scale=1), match="fractions")
     fails_with(check_per_class_accuracy, lambda p: per_class(p, by="pred"), match="precision")
+
+
+# --- handing the work to the library or to what a check compares with -------------------
+
+def test_every_check_fails_a_solution_that_hands_the_work_to_the_library_or_the_reference():
+    import torchvision.transforms.functional as TF
+    from captum.attr import Saliency
+    from torchvision.models.resnet import BasicBlock
+
+    from lab_utils import analysis, stats
+    from lab_utils.augment import random_crop_flip
+    from lab_utils.checks import (check_channel_stats, check_crop_flip,
+                                  check_per_class_accuracy)
+
+    def torchvision_crop(x, dy, dx, flip, padding):
+        return torch.stack([TF.hflip(TF.crop(TF.pad(i, padding), int(a), int(b), 32, 32)) if f
+                            else TF.crop(TF.pad(i, padding), int(a), int(b), 32, 32)
+                            for i, a, b, f in zip(x, dy, dx, flip)])
+
+    def captum_saliency(model, x, target):
+        return Saliency(model).attribute(x.requires_grad_(), target=target, abs=True)
+
+    def torch_batchnorm(x, running_mean, running_var, weight, bias, training, momentum, eps):
+        return nn.functional.batch_norm(x, running_mean, running_var, weight, bias, training,
+                                        momentum, eps)
+
+    class Borrowed(BasicBlock):
+        def __init__(self, cin, cout, stride=1):
+            down = None if stride == 1 and cin == cout else nn.Sequential(
+                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+            super().__init__(cin, cout, stride, down)
+
+    def torchvision_resnet18(block):
+        from torchvision.models import resnet18 as tv
+        return tv(num_classes=10)
+
+    cases = [
+        (check_channel_stats, lambda x: (*stats.channel_mean_std(x), stats.mean_of_image_stds(x)),
+         "lab_utils \\(stats.channel_mean_std\\)"),
+        (check_crop_flip, random_crop_flip, "lab_utils \\(augment.random_crop_flip\\)"),
+        (check_crop_flip, torchvision_crop, "torchvision's (pad|crop)"),
+        (check_block, Borrowed, "torchvision's BasicBlock"),
+        (check_batchnorm, torch_batchnorm, "torch's batch_norm"),
+        (check_saliency, captum_saliency, "captum's Saliency"),
+        (check_per_class_accuracy,
+         lambda p: analysis.per_class_accuracy(analysis.confusion_matrix(p)),
+         "lab_utils \\(analysis"),
+    ]
+    for check, solution, what in cases:
+        fails_with(check, solution, match=f"hands the work to {what}")
+    fails_with(check_resnet18, torchvision_resnet18, Block, match="hands the work to "
+               "torchvision's resnet18")
+
+
+# --- the lab's own code: transforms (02), the model (03), test pass and curves (04) --------
+
+MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
+
+
+def train_tf(padding=4, flip=True, normalize=True):
+    import torchvision.transforms as T
+    steps = [T.RandomCrop(32, padding=padding)] + ([T.RandomHorizontalFlip()] if flip else [])
+    return T.Compose(steps + [T.ToTensor()] + ([T.Normalize(MEAN, STD)] if normalize else []))
+
+
+def plain_tf(augment=False):
+    import torchvision.transforms as T
+    return T.Compose(([T.RandomHorizontalFlip()] if augment else [])
+                     + [T.ToTensor(), T.Normalize(MEAN, STD)])
+
+
+def test_the_transform_check_passes_the_labs_pipelines_and_names_mistakes(capsys):
+    from lab_utils.checks import check_transforms
+    from lab_utils.data import train_transform
+    check_transforms(train_tf, plain_tf)
+    assert "Check passed" in capsys.readouterr().out
+    fails_with(check_transforms, lambda: train_tf(padding=2), plain_tf, match="padding 2")
+    fails_with(check_transforms, lambda: train_tf(normalize=False), plain_tf,
+               match="steps \\['RandomCrop', 'RandomHorizontalFlip', 'ToTensor'\\]")
+    fails_with(check_transforms, train_tf, lambda: plain_tf(augment=True),
+               match="test images are measured as they are")
+    fails_with(check_transforms, train_transform, plain_tf, match="hands the work to lab_utils")
+
+
+def lab_model(pretrained, head="lab"):
+    from torchvision.models import resnet18
+    model = resnet18(weights="IMAGENET1K_V1" if pretrained else None)
+    model.fc = {"lab": nn.Sequential(nn.Dropout(0.5), nn.Linear(512, 10)),
+                "bare": nn.Linear(512, 10),
+                "swapped": nn.Sequential(nn.Linear(512, 10), nn.Dropout(0.5))}[head]
+    return model
+
+
+def test_the_model_check_passes_the_labs_head_and_names_mistakes(capsys):
+    from torchvision.models import resnet18
+
+    from lab_utils.checks import check_lab_model
+    check_lab_model(lab_model)
+    assert "Check passed" in capsys.readouterr().out
+    fails_with(check_lab_model, lambda p: lab_model(p, head="bare"), match="bare Linear")
+    fails_with(check_lab_model, lambda p: lab_model(p, head="swapped"), match="Linear before Dropout")
+    fails_with(check_lab_model, lambda p: lab_model(False), match="did not load the ImageNet")
+
+    def build(pretrained):
+        from lab_utils.config import make_config
+        from lab_utils.model import build_model
+        return build_model(make_config(pretrained=pretrained))
+    fails_with(check_lab_model, build, match="hands the work to lab_utils")
+
+
+def eval_epoch(model, loader, criterion, device, eval_mode=True, no_grad=True, lab_mean=False):
+    if eval_mode:
+        model.eval()
+    total_loss, correct, total = 0.0, 0, 0
+    with torch.set_grad_enabled(not no_grad):
+        for x, y in loader:
+            x, y = x.to(device), y.to(device)
+            out = model(x)
+            loss = criterion(out, y)
+            total_loss += loss.item() * (1 if lab_mean else len(y))
+            correct += out.argmax(1).eq(y).sum().item()
+            total += len(y)
+    return total_loss / (len(loader) if lab_mean else total), 100 * correct / total
+
+
+def test_the_test_pass_check_passes_the_labs_test_and_names_mistakes(capsys):
+    from lab_utils.checks import check_test_epoch
+    from lab_utils.train import evaluate
+    check_test_epoch(eval_epoch)
+    check_test_epoch(lambda *a: eval_epoch(*a, lab_mean=True))
+    assert capsys.readouterr().out.count("Check passed") == 2
+    fails_with(check_test_epoch, lambda *a: eval_epoch(*a, eval_mode=False), match="model.eval")
+    fails_with(check_test_epoch, lambda *a: eval_epoch(*a, no_grad=False), match="torch.no_grad")
+    fails_with(check_test_epoch, lambda m, l, c, d: evaluate(m, l, d, False, "fp32")[:2],
+               match="hands the work to lab_utils")
+
+
+def curves(history, legend=True, labels=True, test=True):
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2)
+    for ax, metric in zip(axes, ("loss", "acc")):
+        ax.plot(history.epoch, history[f"train_{metric}"], label="train")
+        if test:
+            ax.plot(history.epoch, history[f"test_{metric}"], label="test")
+        if labels:
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(metric)
+        if legend:
+            ax.legend()
+    return fig
+
+
+def test_the_curves_check_passes_the_labs_figure_and_names_mistakes(capsys):
+    from lab_utils.checks import check_curves
+    from lab_utils.plots import plot_history
+    check_curves(curves)
+    assert "Check passed" in capsys.readouterr().out
+    fails_with(check_curves, lambda h: curves(h, legend=False), match="no legend")
+    fails_with(check_curves, lambda h: curves(h, labels=False), match="axes labelled")
+    fails_with(check_curves, lambda h: curves(h, test=False), match="both train_loss and test_loss")
+    fails_with(check_curves, plot_history, match="hands the work to lab_utils")
+
+
+def test_a_failed_check_shows_its_message_not_the_checks_own_lines():
+    err = CheckFailed("my_x is wrong")
+    assert err._render_traceback_() == ["CheckFailed: my_x is wrong"]

@@ -1,7 +1,7 @@
-"""The GPU plan of issue 25 on the CPU (results/gpu/PLAN.md): its specs load, the choice on
-validation follows the rule the screens state, the test specs it writes load, and
-results/gpu/run.sh parses and its steps fit the device call's budget. Nothing here trains
-or needs a GPU: where capture "on" needs CUDA, torch.cuda.is_available is stubbed as in
+"""The GPU plan on the CPU (results/gpu/PLAN.md): its specs load and are the runs the issues
+ask for, the choice on validation follows the rule, the test specs it writes load, and
+results/gpu/run.sh parses and each step group fits one device call. Nothing here trains or
+needs a GPU: where capture "on" needs CUDA, torch.cuda.is_available is stubbed as in
 tests/test_grid.py."""
 import io
 import json
@@ -24,11 +24,14 @@ RUN_SH = ROOT / "results" / "gpu" / "run.sh"
 CIFAR_SCREEN = ROOT / "results" / "cifar-stem-screen-val" / "grid.yaml"
 FAST_SCREEN = ROOT / "results" / "fast-screen-gpu-val" / "grid.yaml"
 LAB_CACHE = ROOT / "results" / "lab-compile-cache" / "grid.yaml"
-CALL1 = ["decode-cache", "lab-floor", "lab-cold", "lab-warm", "cifar-screen-lr0.05",
-         "cifar-screen-lr0.1", "cifar-screen-lr0.2", "choose-cifar"]
-CALL2 = ["decode-cache", "cifar-test-seed0", "cifar-test-seed1", "cifar-test-seed2",
-         "fast-screen", "choose-fast"]
-CALL3 = ["decode-cache", "fast-test-lab", "fast-test-seed0", "fast-test-seed1", "fast-test-seed2"]
+STEM_ABLATION = ROOT / "results" / "cifar-stem-ablation" / "grid.yaml"
+LAB30 = ["decode-cache", "lab-floor", "lab-cold", "lab-warm", "fast-screen", "choose-fast",
+         "fast-test-seed0", "fast-test-seed1", "fast-test-seed2"]
+STEM94 = ["decode-cache", "cifar-screen-lr0.2-wd0.0005", "cifar-screen-lr0.1-wd0.0005",
+          "cifar-screen-lr0.1-wd0.001", "choose-cifar", "cifar-test-seed0", "cifar-test-seed1",
+          "cifar-test-seed2"]
+ABLATION = ["decode-cache"] + [f"ablation-stem-dropout{d}-aug{a}-seed{s}" for s in (0, 1)
+                               for d in ("0.0", "0.5") for a in ("none", "lab")]
 
 
 @pytest.fixture
@@ -41,18 +44,33 @@ def given(run: grid.Run) -> dict:
     return {k: v for k, v in run.params.items() if k not in ("run_dir", "resume")}
 
 
-def test_the_cifar_stem_screen_is_the_issue_s(gpu):
+def test_the_cifar_stem_screen_starts_from_the_preset_and_varies_lr_and_weight_decay(gpu):
     screen = grid.load_spec(CIFAR_SCREEN)
-    assert [r.run_dir.name for r in screen] == [
-        "lr0.05-ep30-seed0", "lr0.1-ep30-seed0", "lr0.2-ep30-seed0"]
-    for run in screen:
-        cfg = make_config(**run.params)
-        assert (cfg.recipe, cfg.stem, cfg.val_size, cfg.seed, cfg.pretrained, cfg.capture,
-                cfg.data_dir) == ("cifar_stem", "cifar", 5000, 0, False, "on",
-                                  "data/cifar10-jpeg")
+    cfgs = [make_config(**run.params) for run in screen]
+    preset = make_config(preset="cifar_stem")
+    assert (cfgs[0].lr, cfgs[0].weight_decay) == (preset.lr, preset.weight_decay)  # the baseline
+    assert {(c.lr, c.weight_decay) for c in cfgs[1:]} == {(0.1, 5e-4), (0.1, 1e-3)}
+    for cfg in cfgs:
+        assert (cfg.preset, cfg.stem, cfg.val_size, cfg.seed, cfg.pretrained, cfg.capture) == (
+            "cifar_stem", "cifar", 5000, 0, False, "on")
         assert cfg.epochs <= 30 and cfg.clean_train_subset == 0
-    text = CIFAR_SCREEN.read_text()
-    assert "highest final-epoch val_acc" in text and "ties to fewer epochs" in text
+        # Everything but lr and weight decay is the preset's.
+        same = {k: v for k, v in config_dict(cfg).items()
+                if k not in ("lr", "weight_decay", "val_size", "clean_train_subset", "capture",
+                             "data_dir", "run_dir", "resume")}
+        assert same == {k: config_dict(preset)[k] for k in same}
+
+
+def test_the_cifar_stem_ablation_is_the_committed_ablation_with_the_cifar_stem(gpu):
+    stem = {r.run_dir.name: make_config(**r.params) for r in grid.load_spec(STEM_ABLATION)}
+    image = {r.run_dir.name: make_config(**r.params) for r in grid.load_spec(
+        ROOT / "results" / "ablation" / "grid.yaml")}
+    assert stem.keys() == image.keys() and len(stem) == 8
+    for name, cfg in stem.items():
+        differ = {k for k, v in config_dict(cfg).items() if config_dict(image[name])[k] != v}
+        assert differ == {"stem", "capture", "run_dir"}, name
+        assert (cfg.stem, cfg.lr, cfg.milestones, cfg.epochs, cfg.batch_size) == (
+            "cifar", 0.01, [7, 12], 15, 128)
 
 
 def test_the_fast_screen_on_the_gpu_keeps_the_first_choice_as_its_record(gpu):
@@ -60,10 +78,9 @@ def test_the_fast_screen_on_the_gpu_keeps_the_first_choice_as_its_record(gpu):
     assert len(screen) == 6
     for run in screen:
         cfg = make_config(**run.params)
-        assert (cfg.recipe, cfg.val_size, cfg.seed, cfg.pretrained, cfg.data_dir) == (
+        assert (cfg.preset, cfg.val_size, cfg.seed, cfg.pretrained, cfg.data_dir) == (
             "fast", 5000, 0, False, "data/cifar10-jpeg")
         assert 6 <= cfg.epochs <= 10 and cfg.crop_padding in (0, 2, 4)
-    assert "highest final-epoch val_acc" in FAST_SCREEN.read_text()
     # The earlier choice stays as it was (results/fast-screen-val, results/fast-test).
     assert yaml.safe_load((ROOT / "results" / "fast-screen-val" / "grid.yaml").read_text())[
         "grid"] == {"seed": [0], "crop_padding": [0, 2, 4], "epochs": [5, 6]}
@@ -74,7 +91,7 @@ def test_the_lab_cold_and_warm_runs_differ_only_in_their_folder(gpu):
     assert (cold.run_dir.name, warm.run_dir.name) == ("lab-cold-seed0", "lab-warm-seed0")
     assert given(cold) == given(warm)
     cfg = make_config(**cold.params)
-    assert (cfg.recipe, cfg.epochs, cfg.capture, cfg.val_size, cfg.pretrained) == (
+    assert (cfg.preset, cfg.epochs, cfg.capture, cfg.val_size, cfg.pretrained) == (
         "lab", 15, "on", 0, False)
 
 
@@ -134,7 +151,7 @@ def test_no_choice_from_an_unfinished_screen_or_one_without_validation(tmp_path,
     (folder / "crop2-ep10-seed0" / "metrics.json").unlink()
     with pytest.raises(ValueError, match="not finished: crop2-ep10-seed0"):
         analysis.choose_on_validation(folder)
-    fake_run(tmp_path / "noval", "a", None, recipe="fast", epochs=2)
+    fake_run(tmp_path / "noval", "a", None, preset="fast", epochs=2)
     with pytest.raises(ValueError, match="no final-epoch val_acc"):
         analysis.choose_on_validation(tmp_path / "noval")
     (tmp_path / "empty").mkdir()
@@ -142,39 +159,37 @@ def test_no_choice_from_an_unfinished_screen_or_one_without_validation(tmp_path,
         analysis.choose_on_validation(tmp_path / "empty")
 
 
-def test_the_fast_test_spec_holds_the_lab_run_first_then_three_seeds(tmp_path, gpu):
+def test_the_fast_test_spec_holds_three_seeds_of_the_choice(tmp_path, gpu):
     folder = screen_runs(FAST_SCREEN, tmp_path / "screen", FAST_VALS)
     out = tmp_path / "fast-test-2" / "grid.yaml"
     with redirect_stdout(io.StringIO()):
-        analysis.main(["choose", str(folder), "--write", str(out), "--seeds", "0", "1", "2",
-                       "--with-lab"])
+        analysis.main(["choose", str(folder), "--write", str(out), "--seeds", "0", "1", "2"])
     test = grid.load_spec(out)
-    # The names run.sh's steps fast-test-lab and fast-test-seed0..2 ask for.
-    assert [r.run_dir.name for r in test] == ["lab-seed0", "fast-seed0", "fast-seed1",
-                                              "fast-seed2"]
+    # The names run.sh's steps fast-test-seed0..2 ask for.
+    assert [r.run_dir.name for r in test] == ["fast-seed0", "fast-seed1", "fast-seed2"]
     cfgs = [make_config(**r.params) for r in test]
     assert all(c.val_size == 0 and c.pretrained is False and c.data_dir == "data/cifar10-jpeg"
                and c.clean_train_subset == 0 for c in cfgs)
-    lab, *fast = cfgs
-    assert (lab.recipe, lab.epochs, lab.crop_padding, lab.seed) == ("lab", 15, 4, 0)
-    assert [(c.recipe, c.crop_padding, c.epochs, c.seed) for c in fast] == [
+    assert [(c.preset, c.crop_padding, c.epochs, c.seed) for c in cfgs] == [
         ("fast", 0, 8, 0), ("fast", 0, 8, 1), ("fast", 0, 8, 2)]
     text = out.read_text()
     assert "Chosen: crop0-ep8-seed0" in text and re.search(r"crop2-ep10-seed0 +81.1 +10 +2", text)
     assert "test_acc" not in text  # chosen on validation alone
     # The same choice again leaves the spec as it was; another one is refused.
     with redirect_stdout(io.StringIO()):
-        analysis.write_test_spec(folder, out, with_lab=True)
+        analysis.write_test_spec(folder, out)
     assert out.read_text() == text
     other = screen_runs(FAST_SCREEN, tmp_path / "other", {**FAST_VALS, "crop2-ep6-seed0": 90.0})
     with pytest.raises(ValueError, match="holds another choice"):
-        analysis.write_test_spec(other, out, with_lab=True)
+        analysis.write_test_spec(other, out)
 
 
 def test_the_cifar_stem_test_spec_has_three_seeds_on_the_full_training_split(tmp_path, gpu):
-    vals = {"lr0.05-ep30-seed0": 93.1, "lr0.1-ep30-seed0": 94.3, "lr0.2-ep30-seed0": 92.0}
+    vals = {"lr0.2-wd0.0005-seed0": 93.1, "lr0.1-wd0.0005-seed0": 94.3,
+            "lr0.1-wd0.001-seed0": 94.3}
     folder = screen_runs(CIFAR_SCREEN, tmp_path / "screen", vals)
-    assert analysis.choose_on_validation(folder) == {"lr": 0.1}
+    # A tie (same epochs): the first by run name, lr0.1-wd0.0005.
+    assert analysis.choose_on_validation(folder) == {"lr": 0.1, "weight_decay": 5e-4}
     out = tmp_path / "cifar-stem-test" / "grid.yaml"
     with redirect_stdout(io.StringIO()):
         analysis.write_test_spec(folder, out, seeds=[0, 1, 2])
@@ -183,8 +198,9 @@ def test_the_cifar_stem_test_spec_has_three_seeds_on_the_full_training_split(tmp
                                               "cifar_stem-seed2"]
     cfgs = [make_config(**r.params) for r in test]
     assert sorted(c.seed for c in cfgs) == [0, 1, 2]
-    assert all((c.recipe, c.stem, c.lr, c.epochs, c.val_size, c.capture, c.pretrained) ==
-               ("cifar_stem", "cifar", 0.1, 30, 0, "on", False) for c in cfgs)
+    assert all((c.preset, c.stem, c.lr, c.weight_decay, c.epochs, c.val_size, c.capture,
+                c.pretrained) == ("cifar_stem", "cifar", 0.1, 5e-4, 30, 0, "on", False)
+               for c in cfgs)
 
 
 def dry_run(steps: str | None = None, budget: int | None = None) -> tuple[list[tuple], int, str]:
@@ -206,8 +222,9 @@ def test_run_sh_parses():
     subprocess.run(["bash", "-n", str(RUN_SH)], check=True, timeout=30)
 
 
-@pytest.mark.parametrize("steps, names", [(None, CALL1), ("call2", CALL2), ("call3", CALL3)])
-def test_each_device_call_lists_its_steps_in_order_within_the_budget(steps, names):
+@pytest.mark.parametrize("steps, names", [("lab30", LAB30), ("stem94", STEM94),
+                                          ("ablation-stem", ABLATION)])
+def test_each_issue_is_one_device_call_its_steps_in_order_within_the_budget(steps, names):
     listed, total, out = dry_run(steps)
     assert [name for name, _, _ in listed] == names
     assert total == sum(limit for _, limit, _ in listed) <= 540
@@ -216,23 +233,32 @@ def test_each_device_call_lists_its_steps_in_order_within_the_budget(steps, name
     assert re.search(r"^BUDGET=\$\{BUDGET:-540\}", RUN_SH.read_text(), re.M)
 
 
+def test_without_a_step_group_the_script_names_them_and_runs_nothing():
+    env = {k: v for k, v in os.environ.items() if k not in ("STEPS", "DRY_RUN")}
+    done = subprocess.run(["bash", str(RUN_SH)], env=env, capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 2 and "STEPS=lab30" in done.stdout
+
+
 def test_a_dry_run_runs_nothing_and_says_when_steps_do_not_fit(tmp_path):
     before = (ROOT / "results" / "gpu" / "timings.txt").read_text()
-    listed, total, out = dry_run("call2 call3", budget=540)
-    assert [name for name, _, _ in listed] == CALL2 + CALL3[1:]  # decode-cache once
+    listed, total, out = dry_run("lab30 stem94", budget=540)
+    assert [name for name, _, _ in listed] == LAB30 + STEM94[1:]  # decode-cache once
     assert total > 540 and "over by" in out
     assert (ROOT / "results" / "gpu" / "timings.txt").read_text() == before
 
 
 def test_the_steps_ask_for_runs_the_specs_have(gpu):
-    listed, _, _ = dry_run("call1 call2 call3")
+    listed, _, _ = dry_run("lab30 stem94 ablation-stem")
+    asked = 0
     for name, _, command in listed:
         hit = re.search(r"lab_utils\.grid (\S+) --in-process --only (\S+)", command)
         if hit and Path(ROOT / hit[1]).is_file():  # the test specs exist once chosen
             assert hit[2] in {r.run_dir.name for r in grid.load_spec(ROOT / hit[1])}, name
+            asked += 1
+    assert asked >= 2 + 3 + 8  # lab-cold/warm, the stem screen, the stem ablation
     commands = {name: command for name, _, command in listed}
-    assert "--seeds 0 1 2" in commands["choose-cifar"] and "--with-lab" in commands["choose-fast"]
-    assert "--only lab-seed0" in commands["fast-test-lab"]
+    assert "--seeds 0 1 2" in commands["choose-cifar"] and "--seeds 0 1 2" in commands["choose-fast"]
     assert "--only fast-seed1" in commands["fast-test-seed1"]
     assert "--only cifar_stem-seed2" in commands["cifar-test-seed2"]
 
@@ -243,8 +269,8 @@ def test_the_summary_still_reproduces_the_committed_one(monkeypatch):
     script = RUN_SH.read_text().split("<<'PY' | tee \"$DIR/summary.txt\"\n")[1].split("\nPY\n")[0]
     summary = (ROOT / "results" / "gpu" / "summary.txt").read_text()
     if any(analysis.find_runs(ROOT / "results" / d) for d in (
-            "lab-compile-cache", "cifar-stem-screen-val", "fast-screen-gpu-val")
-           if (ROOT / "results" / d).is_dir()):
+            "lab-compile-cache", "cifar-stem-screen-val", "fast-screen-gpu-val",
+            "cifar-stem-ablation") if (ROOT / "results" / d).is_dir()):
         pytest.skip("the new runs are committed: summary.txt has their lines")
     monkeypatch.chdir(ROOT)
     printed = io.StringIO()

@@ -27,9 +27,9 @@ def test_a_spec_lists_every_combination_then_its_single_runs(tmp_path):
     runs = grid.load_spec(write(tmp_path))
     assert [r.run_dir.name for r in runs] == ["crop0-s0", "crop2-s0", "crop0-s1", "crop2-s1",
                                               "extra"]
-    assert all(r.run_dir.parent == tmp_path and r.params["recipe"] == "fast" for r in runs)
+    assert all(r.run_dir.parent == tmp_path and r.params["preset"] == "fast" for r in runs)
     cfg = make_config(**runs[1].params)  # the preset first, then the spec's values
-    assert (cfg.recipe, cfg.epochs, cfg.crop_padding, cfg.lr) == ("fast", 2, 2, 0.2)
+    assert (cfg.preset, cfg.epochs, cfg.crop_padding, cfg.lr) == ("fast", 2, 2, 0.2)
     assert runs[1].params["resume"] is True
 
 
@@ -40,9 +40,6 @@ def test_a_spec_lists_every_combination_then_its_single_runs(tmp_path):
     ("grid: {seed: [0]}\nname: '{dropuot}'\n", "name '\\{dropuot\\}' uses 'dropuot'"),
     ("grid: {lr: [-1]}\nname: 'lr{lr}'\n", "lr=-1 is not allowed"),
     ("grid: {seed: [0]\n", "cannot be read"),
-    # papermill and --in-process would otherwise train different recipes
-    ("preset: fast\nruns: [{recipe: cifar_stem, seed: 0}]\nname: 'r{seed}'\n",
-     "'preset: fast' but a run says recipe='cifar_stem'"),
 ])
 def test_bad_specs_fail_before_any_run_naming_the_problem(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
@@ -102,10 +99,23 @@ def test_in_process_grid_trains_resumes_and_refuses_a_changed_spec(synthetic_dir
         grid.run_grid(spec, in_process=True)
 
 
+def test_a_specs_preset_is_every_runs_preset_unless_a_run_gives_its_own(tmp_path):
+    spec = write(tmp_path, "preset: fast\nruns: [{seed: 0}, {preset: cifar_stem, seed: 1}, "
+                           "{recipe: quick, seed: 2}]\nname: '{recipe}-{preset}-s{seed}'\n")
+    runs = grid.load_spec(spec)
+    assert [r.params["preset"] for r in runs] == ["fast", "cifar_stem", "quick"]
+    assert [r.run_dir.name for r in runs] == ["fast-fast-s0", "cifar_stem-cifar_stem-s1",
+                                              "quick-quick-s2"]  # the old name still formats
+
+
 # Every committed spec with the folder its runs went to: its own, or the --out folder of a
 # spec run again on another machine (results/gpu/run.sh runs fast-test's on a GPU).
 SPECS = [(spec, spec.parent) for spec in sorted(ROOT.glob("results/**/*.yaml"))] + [
     (ROOT / "results" / "fast-test" / "grid.yaml", ROOT / "results" / "fast-test-gpu")]
+# Specs written before their runs (the GPU plans, results/gpu/PLAN.md; runs that need
+# ImageNet weights): none of their runs exists yet. Every other spec must have one.
+PREPARED = {"ablation-pretrained", "cifar-stem-screen-val", "fast-screen-gpu-val",
+            "lab-compile-cache", "cifar-stem-ablation"}
 
 
 @pytest.mark.parametrize("spec, folder", SPECS,
@@ -116,9 +126,15 @@ def test_every_committed_run_is_what_its_spec_says(spec, folder, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     runs = grid.load_spec(spec, out=folder)
     assert runs
+    checked = 0
     for run in runs:
         if is_finished(run.run_dir):
             check_resumable(run.run_dir, make_config(**run.params))
+            checked += 1
+    if folder.name in PREPARED:
+        assert checked == 0, f"{folder.name} has runs now: take it out of PREPARED"
+    else:
+        assert checked, f"none of {spec.relative_to(ROOT)}'s runs is in {folder.name}/"
     committed = {p.parent for p in folder.glob("*/metrics.json")}
     if spec.name == "grid.yaml":  # a grid's folder holds its runs and nothing else
         assert committed <= {r.run_dir for r in runs}
@@ -126,7 +142,7 @@ def test_every_committed_run_is_what_its_spec_says(spec, folder, monkeypatch):
 
 def test_the_papermill_path_passes_the_runs_values_and_no_preset_file(tmp_path, monkeypatch):
     """Both paths build a run's config by make_config's rule: papermill gets the run's values
-    (its recipe among them) and the notebook applies the preset, as --in-process does."""
+    (its preset among them) and the notebook applies the preset, as --in-process does."""
     import json as _json
 
     seen = []
@@ -136,6 +152,6 @@ def test_the_papermill_path_passes_the_runs_values_and_no_preset_file(tmp_path, 
     cmd, = seen
     assert "-f" not in cmd
     params = _json.loads(cmd[cmd.index("-y") + 1])
-    assert params["recipe"] == "fast" and params["crop_padding"] == 4 and params["seed"] == 5
+    assert params["preset"] == "fast" and params["crop_padding"] == 4 and params["seed"] == 5
     in_process = make_config(**grid.load_spec(write(tmp_path))[-1].params)
     assert make_config(**params) == in_process

@@ -1,16 +1,20 @@
-"""The student edition (notebooks/student/) is generated from the teacher edition by
-nbgrader, stays in step with it, and behaves as a student meets it: every stub fails its
-check with "not written yet", and nothing else goes wrong."""
+"""The student editions (notebooks/student/, notebooks/zh-CN/student/) are generated from
+their teacher editions by nbgrader, stay in step with them, and behave as a student meets
+them: every stub fails its check with "not written yet", and nothing else goes wrong."""
 import json
+import re
 import shutil
 from pathlib import Path
 
 import nbformat
 import pytest
 
+from lab_utils.student import LANGUAGES, edition_dir, teacher_notebooks
+
 ROOT = Path(__file__).resolve().parents[1]
-TEACHER = sorted((ROOT / "notebooks").glob("*.ipynb"))
-STUDENT = ROOT / "notebooks" / "student"
+TEACHER = teacher_notebooks(ROOT)  # English; the Chinese teacher edition is built from it
+STUDENT = edition_dir(ROOT)
+STUDENTS = [p for lang in LANGUAGES for p in sorted(edition_dir(ROOT, lang).glob("*.ipynb"))]
 
 
 def cells(path: Path) -> list[dict]:
@@ -20,16 +24,17 @@ def cells(path: Path) -> list[dict]:
             for c in nb["cells"]]
 
 
-def test_the_committed_student_edition_is_in_step_with_the_notebooks(tmp_path):
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_committed_student_edition_is_in_step_with_the_notebooks(tmp_path, lang):
     pytest.importorskip("nbgrader", reason="the teachers' tool: pip install -e '.[teacher]'")
     from lab_utils.student import generate
 
-    fresh = generate(tmp_path)
+    fresh = generate(tmp_path, lang=lang)
     assert [p.name for p in fresh] == [p.name for p in TEACHER]
     for path in fresh:
-        assert cells(path) == cells(STUDENT / path.name), (
-            f"notebooks/student/{path.name} is out of step with notebooks/{path.name}: "
-            "run python -m lab_utils.student")
+        assert cells(path) == cells(edition_dir(ROOT, lang) / path.name), (
+            f"the {lang} student edition of {path.name} is out of step with its teacher "
+            "edition: run python -m lab_utils.student")
 
 
 @pytest.mark.parametrize("path", TEACHER, ids=lambda p: p.name)
@@ -41,13 +46,22 @@ def test_every_notebook_has_a_task_with_a_check_and_a_written_question(path):
     assert tasks and len(checks) == len(tasks) and 1 <= len(questions) <= 2
     for task in tasks:
         assert "### BEGIN SOLUTION" in task["source"] and "### END SOLUTION" in task["source"]
+        solution = task["source"].split("### BEGIN SOLUTION")[1].split("### END SOLUTION")[0]
+        assert "lab_utils" not in solution  # the code a student writes, in full
     for check in checks:  # one call after the student's cell
         assert check["source"].startswith("check_") and "\n" not in check["source"].strip()
     for q in questions:
         assert q["source"].startswith("**Question") and "### BEGIN SOLUTION" in q["source"]
+        assert re.match(r"\*\*Question( \d)? \((\d) points?\)\.\*\*", q["source"])
+        assert int(re.match(r".*?\((\d) point", q["source"])[1]) == q["nbgrader"]["points"]
+        assert "**Rubric (" in q["source"].split("### BEGIN SOLUTION")[1]
+    # Every task's heading shows its points: those of its check.
+    headings = [int(m) for c in cells(path) if c["type"] == "markdown"
+                for m in re.findall(r"^## Your task: .*\((\d) points?\)$", c["source"], re.M)]
+    assert headings == [c["nbgrader"]["points"] for c in checks]
 
 
-@pytest.mark.parametrize("path", sorted(STUDENT.glob("*.ipynb")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", STUDENTS, ids=lambda p: str(p.relative_to(ROOT / "notebooks")))
 def test_the_student_edition_has_stubs_no_answers_and_no_outputs(path):
     student = cells(path)
     assert all(not c["outputs"] for c in student)
@@ -59,24 +73,25 @@ def test_the_student_edition_has_stubs_no_answers_and_no_outputs(path):
 
 
 def test_every_stub_fails_its_check_with_its_message():
-    """The student edition's imports, stubs and checks, run as a student first meets them:
+    """The student editions' imports, stubs and checks, run as a student first meets them:
     each check says its function is "not written yet". (The rest of each notebook is the
-    teacher edition's, which CI executes in full; the in-step test above keeps them equal.)
-    All six notebooks' cells run in one kernel, one notebook after the other."""
+    teacher edition's, which CI executes in full; the in-step tests keep them equal, and the
+    Chinese edition's code cells are the English ones, tests/test_translate.py.) All twelve
+    notebooks' cells run in one kernel, one notebook after the other."""
     from nbclient import NotebookClient
 
     combined, graded = nbformat.v4.new_notebook(), []
-    for path in sorted(STUDENT.glob("*.ipynb")):
+    for path in STUDENTS:
         nb = nbformat.read(path, as_version=4)
         imports = next(c for c in nb.cells if c.cell_type == "code"
                        and c.source.lstrip().startswith(("import", "from")))
-        imports.metadata["from"] = path.name
+        imports.metadata["from"] = str(path.relative_to(ROOT))
         cells = [c for c in nb.cells if c.cell_type == "code" and "nbgrader" in c.metadata]
         for c in cells:
-            c.metadata["from"] = path.name
+            c.metadata["from"] = str(path.relative_to(ROOT))
         combined.cells += [imports, *cells]
         graded += cells
-    assert len(graded) >= 2 * 6
+    assert len(graded) >= 2 * 6 * len(LANGUAGES)
     NotebookClient(combined, timeout=120, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(STUDENT)}}).execute()
     for cell in combined.cells:

@@ -1,31 +1,29 @@
 #!/usr/bin/env bash
-# The GPU measurements as one script for one lent GPU, one device call at a time.
-#   bash results/gpu/run.sh                      # the default steps: call 1 below
-#   STEPS=call2 bash results/gpu/run.sh          # a group, or step names, in order
-#   DRY_RUN=1 bash results/gpu/run.sh            # each step's limit and command; runs nothing
+# The GPU measurements as one script for one lent GPU: one step group per device call.
+#   STEPS=lab30 bash results/gpu/run.sh          # a group (or step names), in order
+#   DRY_RUN=1 STEPS=lab30 bash results/gpu/run.sh  # each step's limit and command; runs nothing
 #
-# Issue 25 (results/gpu/PLAN.md): the plan does not fit one call of ~540 s on one H200, so it is
-# three calls, each its own session's (15 minutes of device time: one call of at most 600 s
-# and the machine's start), in this order of priority; each later call needs the files the
-# earlier one brought back (unpack $OUT/gpu-results.tar.gz into the repository and commit):
-#   call1 (default): decode-cache, lab-floor, lab-cold, lab-warm (item 3: the lab's 15 epochs
-#         end to end with an empty, then a warm compile cache, and what lies outside the
-#         epochs), then the CIFAR-stem screen on validation (results/cifar-stem-screen-val,
-#         one run a step) and choose-cifar, which writes results/cifar-stem-test/grid.yaml.
-#   call2: the CIFAR-stem test (3 seeds, from that spec), then the fast preset's screen on
-#         validation (results/fast-screen-gpu-val, one process) and choose-fast, which writes
-#         results/fast-test-2/grid.yaml (the lab recipe's run, then 3 seeds).
-#   call3: the fast preset's test (the lab's run first, then the 3 seeds, one after the other).
-# Each group's step limits add up to at most BUDGET (DRY_RUN=1 prints the sum); a step whose
-# limit is more than the time left of BUDGET is not started, so STEPS="call2 call3" runs what
-# fits. The compile cache lives in runs/inductor-cache (TORCHINDUCTOR_CACHE_DIR, with the FX
-# graph and AOT autograd caches on) for every step: lab-cold empties it first, every other
-# step finds what the steps before it left; timings.txt says how many files it held.
+# Each group is one issue's whole GPU part, sized to one device call of about 8 minutes of steps
+# (BUDGET=540 s of step limits; the device tool allows 600 s a command and 15 minutes a session,
+# the machine's start included). Run it, then unpack $OUT/gpu-results.tar.gz into the repository
+# and commit. Groups (results/gpu/PLAN.md has the estimates):
+#   lab30 (issue 34): decode-cache, lab-floor, lab-cold, lab-warm (the lab's 15 epochs end to end
+#         with an empty, then a warm compile cache, and what lies outside the epochs); then the
+#         fast preset's second screen on validation (results/fast-screen-gpu-val, one process),
+#         choose-fast (writes results/fast-test-2/grid.yaml) and its three test seeds. The time
+#         ratio compares them with lab-warm, the lab's run with its defaults on the same machine.
+#   stem94 (issue 33): decode-cache, the CIFAR-stem screen on validation (three runs, one process
+#         each), choose-cifar (writes results/cifar-stem-test/grid.yaml) and its three test seeds.
+#   ablation-stem (issue 35): decode-cache and the eight runs of results/cifar-stem-ablation.
+# A step whose limit is more than the time left of BUDGET is not started, and timings.txt says
+# so; the same command again skips finished runs and resumes a cut one from its last epoch.
+# The compile cache lives in runs/inductor-cache (TORCHINDUCTOR_CACHE_DIR, with the FX graph and
+# AOT autograd caches on) for every step: lab-cold empties it first, every other step finds what
+# the steps before it left; timings.txt says how many files it held.
 #
-# Earlier sessions (issues 11 and 14): the first ran decode-cache, the fast-preset test spec
-# (results/fast-test/grid.yaml: lab-seed0, crop0-ep6-seed0..2) into results/fast-test-gpu/,
-# lab-capture-on-seed0, bench and cifar_stem-capture-on-seed0 (results/gpu/grid.yaml); the
-# second ran
+# Earlier sessions (issues 11 and 14) ran decode-cache, the fast-preset test spec
+# (results/fast-test/grid.yaml) into results/fast-test-gpu/, lab-capture-on-seed0, bench and
+# cifar_stem-capture-on-seed0 (results/gpu/grid.yaml), then
 #   STEPS="decode-cache fast-capture-off-seed0 fast-capture-on-seed0 lab-capture-off-seed1 lab-capture-on-seed1" \
 #     bash results/gpu/run.sh
 # (both without the compile cache setting, so with inductor's default cache under /tmp).
@@ -35,10 +33,9 @@
 # data, compilation and all) to results/gpu/timings.txt and its output to results/gpu/logs/.
 # Needs python3 with torch, torchvision, pandas, pyyaml and pillow (no papermill: the runs
 # train in process), and CIFAR-10 as data/cifar10-jpeg/ or as the archive
-# data/cifar10-jpeg.tar.gz (a copy of ../shared/data/cifar10-jpeg.tar.gz, 20 MB: carry that,
-# not the unpacked folder, whose decode caches are 180 MB). Rerunning it skips finished runs
-# and resumes a cut one from its last epoch. Where $OUT is set (the device tool), the results
-# without checkpoints are packed into $OUT/gpu-results.tar.gz after every step.
+# data/cifar10-jpeg.tar.gz (carry the 20 MB archive, not the unpacked folder, whose decode
+# caches are 180 MB). Where $OUT is set (the device tool), the results without checkpoints are
+# packed into $OUT/gpu-results.tar.gz after every step.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 TORCH_LOGS=perf_hints
@@ -52,16 +49,19 @@ CIFAR_TEST=results/cifar-stem-test
 FAST_SCREEN=results/fast-screen-gpu-val
 FAST_TEST=results/fast-test-2
 LAB_CACHE=results/lab-compile-cache
-RESULTS="$DIR $FAST $LAB_CACHE $CIFAR_SCREEN $CIFAR_TEST $FAST_SCREEN $FAST_TEST"
+STEM_ABLATION=results/cifar-stem-ablation
+RESULTS="$DIR $FAST $LAB_CACHE $CIFAR_SCREEN $CIFAR_TEST $FAST_SCREEN $FAST_TEST $STEM_ABLATION"
 BUDGET=${BUDGET:-540}  # seconds for the whole script: leave the device tool's limit a margin
 DRY_RUN=${DRY_RUN:-}
 START=$SECONDS
 TOTAL=0
 
-CALL1="decode-cache lab-floor lab-cold lab-warm cifar-screen-lr0.05 cifar-screen-lr0.1 \
-cifar-screen-lr0.2 choose-cifar"
-CALL2="decode-cache cifar-test-seed0 cifar-test-seed1 cifar-test-seed2 fast-screen choose-fast"
-CALL3="decode-cache fast-test-lab fast-test-seed0 fast-test-seed1 fast-test-seed2"
+LAB30="decode-cache lab-floor lab-cold lab-warm fast-screen choose-fast fast-test-seed0 \
+fast-test-seed1 fast-test-seed2"
+STEM94="decode-cache cifar-screen-lr0.2-wd0.0005 cifar-screen-lr0.1-wd0.0005 \
+cifar-screen-lr0.1-wd0.001 choose-cifar cifar-test-seed0 cifar-test-seed1 cifar-test-seed2"
+ABLATION_STEM="decode-cache $(for s in 0 1; do for d in 0.0 0.5; do for a in none lab; do
+  printf 'ablation-stem-dropout%s-aug%s-seed%s ' $d $a $s; done; done; done)"
 
 pack() {
   if [ -n "${OUT:-}" ]; then
@@ -101,40 +101,38 @@ run_step() {  # one step by name; each run is end to end: process start, data, m
   # compilation (captured), the epochs
   case $1 in
     decode-cache)  # first, so that no run's time includes decoding 60,000 JPEGs
-      step decode-cache 50 python3 -c "from lab_utils.data import load_tensors; [load_tensors(\
+      step decode-cache 45 python3 -c "from lab_utils.data import load_tensors; [load_tensors(\
 'data/cifar10-jpeg', 'cifar10', split) for split in ('train', 'test')]" ;;
     # Issue 25, item 3: what lies outside the epochs, then the lab's 15 epochs captured,
     # cold (an empty compile cache) and warm (the cache lab-cold filled), one after the other.
     lab-floor)
-      step lab-floor 15 python3 $DIR/floor.py --data-dir data/cifar10-jpeg --out $DIR/floor.json ;;
+      step lab-floor 10 python3 $DIR/floor.py --data-dir data/cifar10-jpeg --out $DIR/floor.json ;;
     lab-cold)
       [ -z "$DRY_RUN" ] || echo "     (lab-cold empties $CACHE first)"
-      grid_step lab-cold 100 $LAB_CACHE/grid.yaml lab-cold-seed0 ;;
+      grid_step lab-cold 90 $LAB_CACHE/grid.yaml lab-cold-seed0 ;;
     lab-warm)
-      grid_step lab-warm 90 $LAB_CACHE/grid.yaml lab-warm-seed0 ;;
-    # Item 1: the CIFAR-stem screen on validation (the first run compiles cold), the choice,
+      grid_step lab-warm 75 $LAB_CACHE/grid.yaml lab-warm-seed0 ;;
+    # Issue 33: the CIFAR-stem screen on validation (the first run compiles cold), the choice,
     # then its test spec's 3 seeds.
     cifar-screen-*)
-      local lr=${1#cifar-screen-lr}
-      grid_step "$1" "$([ "$lr" = 0.05 ] && echo 100 || echo 85)" $CIFAR_SCREEN/grid.yaml \
-        "lr${lr}-ep30-seed0" ;;
+      grid_step "$1" 75 $CIFAR_SCREEN/grid.yaml "${1#cifar-screen-}-seed0" ;;
     choose-cifar)
       step choose-cifar 15 python3 -m lab_utils.analysis choose $CIFAR_SCREEN \
         --write $CIFAR_TEST/grid.yaml --seeds 0 1 2 ;;
     cifar-test-seed*)
-      grid_step "$1" "$([ "$1" = cifar-test-seed0 ] && echo 100 || echo 85)" \
-        $CIFAR_TEST/grid.yaml "cifar_stem-seed${1#cifar-test-seed}" ;;
-    # Item 2: the fast preset's screen on validation (eager, all runs in one process), the
-    # choice, then its test spec: the lab recipe's run, then 3 seeds, one after the other.
+      grid_step "$1" 75 $CIFAR_TEST/grid.yaml "cifar_stem-seed${1#cifar-test-seed}" ;;
+    # Issue 34: the fast preset's second screen on validation (eager, all runs in one
+    # process), the choice, then its 3 seeds, one after the other.
     fast-screen)
-      step fast-screen 185 python3 -m lab_utils.grid $FAST_SCREEN/grid.yaml --in-process ;;
+      step fast-screen 170 python3 -m lab_utils.grid $FAST_SCREEN/grid.yaml --in-process ;;
     choose-fast)
       step choose-fast 15 python3 -m lab_utils.analysis choose $FAST_SCREEN \
-        --write $FAST_TEST/grid.yaml --seeds 0 1 2 --with-lab ;;
-    fast-test-lab)
-      grid_step fast-test-lab 100 $FAST_TEST/grid.yaml lab-seed0 ;;
+        --write $FAST_TEST/grid.yaml --seeds 0 1 2 ;;
     fast-test-seed*)
-      grid_step "$1" 60 $FAST_TEST/grid.yaml "fast-seed${1#fast-test-seed}" ;;
+      grid_step "$1" 45 $FAST_TEST/grid.yaml "fast-seed${1#fast-test-seed}" ;;
+    # Issue 35: the 2x2 ablation with the CIFAR stem, one run per process.
+    ablation-stem-*)
+      grid_step "$1" 60 $STEM_ABLATION/grid.yaml "${1#ablation-stem-}" ;;
     # The earlier sessions' steps.
     lab-seed0 | crop0-ep6-seed*)  # issue 11: the fast-preset test spec, eager
       step "$1" "$([ "$1" = lab-seed0 ] && echo 150 || echo 90)" python3 -m lab_utils.grid \
@@ -154,8 +152,14 @@ run_step() {  # one step by name; each run is end to end: process start, data, m
   esac
 }
 
-NAMES=$(for s in ${STEPS:-call1}; do  # groups expanded, each step once (the first time)
-  case $s in call1) echo $CALL1 ;; call2) echo $CALL2 ;; call3) echo $CALL3 ;; *) echo $s ;; esac
+if [ -z "${STEPS:-}" ]; then
+  echo "name a step group: STEPS=lab30 (issue 34), STEPS=stem94 (issue 33) or STEPS=ablation-stem" \
+    "(issue 35), or step names; DRY_RUN=1 lists a group's steps"
+  exit 2
+fi
+NAMES=$(for s in $STEPS; do  # groups expanded, each step once (the first time)
+  case $s in lab30) echo $LAB30 ;; stem94) echo $STEM94 ;; ablation-stem) echo $ABLATION_STEM ;;
+    *) echo $s ;; esac
 done | tr ' ' '\n' | awk 'NF && !seen[$0]++')
 
 if [ -n "$DRY_RUN" ]; then
@@ -173,7 +177,7 @@ if [ ! -d data/cifar10-jpeg/train ] || [ ! -d data/cifar10-jpeg/test ]; then
   echo "no CIFAR-10: put the JPEG copy at data/cifar10-jpeg/{train,test} or data/cifar10-jpeg.tar.gz"
   exit 1
 fi
-HEADER="# $(date -u '+%Y-%m-%d %H:%M UTC'): $(echo ${STEPS:-the default steps (call1)})"
+HEADER="# $(date -u '+%Y-%m-%d %H:%M UTC'): $STEPS"
 { echo "$HEADER"
   nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
   python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
@@ -192,7 +196,7 @@ from pathlib import Path
 from lab_utils import analysis, runs
 folders = ("results/fast-test-gpu", "results/gpu", "results/lab-compile-cache",
            "results/cifar-stem-screen-val", "results/cifar-stem-test",
-           "results/fast-screen-gpu-val", "results/fast-test-2")
+           "results/fast-screen-gpu-val", "results/fast-test-2", "results/cifar-stem-ablation")
 for run in [r for folder in folders if Path(folder).is_dir()
             for r in analysis.find_runs(folder)]:
     h, m = runs.load_history(run), runs.load_metrics(run) or {}
