@@ -9,8 +9,11 @@ value given after it wins, in papermill (`-f preset.yaml -p name value`) and in 
 from __future__ import annotations
 
 import ast
+import atexit
 import dataclasses
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -336,7 +339,7 @@ def smoke_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
     The schedule keeps its shape (one milestone, one decay) so that the plotting and
     analysis code paths are the ones a real run takes; 64 training images (2 steps an
     epoch) keep it light enough for CI and for autograding on a busy machine. The run goes
-    to a fresh folder under runs/smoke/ unless `keep_run_dir`.
+    to a fresh folder in `smoke_dir()` unless `keep_run_dir`.
     """
     if not is_smoke():
         return cfg
@@ -347,8 +350,21 @@ def smoke_scale(cfg: LabConfig, keep_run_dir: bool = False) -> LabConfig:
                  test_subset=min(cfg.test_subset, 20), capture="auto")
     if not keep_run_dir:
         # A smoke run never writes into (or collides with) a real run's folder.
-        small["run_dir"] = f"runs/smoke/{os.getpid()}-{time.time_ns()}"
+        small["run_dir"] = str(smoke_dir() / str(time.time_ns()))
     return validate(dataclasses.replace(cfg, **small))
+
+
+_SMOKE_DIRS: list[Path] = []
+
+
+def smoke_dir() -> Path:
+    """This process's folder for smoke runs: in the system's temporary folder, not in the
+    working folder (an autograded submission stays small), and removed when the process
+    ends (a checkpoint is about 90 MB)."""
+    if not _SMOKE_DIRS:
+        _SMOKE_DIRS.append(Path(tempfile.mkdtemp(prefix="lab_utils-smoke-")))
+        atexit.register(shutil.rmtree, _SMOKE_DIRS[0], ignore_errors=True)
+    return _SMOKE_DIRS[0]
 
 
 def config_dict(cfg: LabConfig) -> dict[str, Any]:

@@ -31,7 +31,15 @@ from .progress import duration, status
 # The lab's constants (they are the mean of per-image stds, see notebook 01).
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
-SYNTHETIC_DIR = "data/synthetic"
+# The generated stand-in for CIFAR-10 (smoke runs, CI, autograding): a user cache folder, so
+# that it is made once per machine and never lands in a working or a submission folder.
+CACHE_ENV = "LAB_CACHE_DIR"  # where caches go (also when the data folder is read-only)
+
+
+def cache_home() -> Path:
+    """The user's cache folder of lab_utils: $LAB_CACHE_DIR, else ~/.cache/lab_utils."""
+    return Path(os.environ.get(CACHE_ENV) or
+                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lab_utils")
 # Where torchvision downloads CIFAR-10 from, and the archive's size (its md5 is torchvision's).
 CIFAR10_URL_HOST = urllib.parse.urlparse(CIFAR10.url).hostname
 ARCHIVE, ARCHIVE_BYTES = CIFAR10.filename, 170_498_071  # cifar-10-python.tar.gz
@@ -135,15 +143,16 @@ def find_source(data_dir: str | Path, download: bool = True) -> tuple[str, Path]
     return "archive", root
 
 
-def make_synthetic(root: str | Path = SYNTHETIC_DIR, per_class_train: int = 50,
+def make_synthetic(root: str | Path | None = None, per_class_train: int = 50,
                    per_class_test: int = 10, seed: int = 0) -> Path:
     """Write a small, learnable stand-in for CIFAR-10 in image-folder layout and return it.
 
     Ten classes of 32x32 RGB PNGs, each class a colour and a stripe direction plus noise,
     so a model beats chance within seconds. Like CIFAR-10, the classes are balanced and the
-    training split is five times the test split. Made once; later calls reuse the files.
+    training split is five times the test split. Made once (by default in the user's cache
+    folder, `cache_home()`); later calls reuse the files.
     """
-    root = resolve(root)
+    root = resolve(root) if root is not None else cache_home() / "synthetic"
     marker = root / "SYNTHETIC.txt"
     if marker.is_file():
         return root
@@ -344,7 +353,6 @@ def dataset_labels(ds: Dataset) -> torch.Tensor:
 
 # Bump when the cache's contents or key change: older caches are then rebuilt.
 CACHE_VERSION = 2
-CACHE_ENV = "LAB_CACHE_DIR"  # where caches go when the data folder is read-only
 
 
 def folder_key(folder: Path) -> str:
@@ -365,9 +373,7 @@ def folder_key(folder: Path) -> str:
 def _cache_places(root: Path, split: str) -> list[Path]:
     """Where the decoded split may be cached: beside the data, else in a user folder."""
     name = f"cache-{split}-uint8.pt"
-    user = Path(os.environ.get(CACHE_ENV) or
-                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lab_utils")
-    return [root / name, user / hashlib.sha1(str(root).encode()).hexdigest()[:16] / name]
+    return [root / name, cache_home() / hashlib.sha1(str(root).encode()).hexdigest()[:16] / name]
 
 
 def _read_cache(path: Path, key: str) -> tuple[torch.Tensor, torch.Tensor] | None:

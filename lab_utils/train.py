@@ -31,7 +31,7 @@ from . import runs
 from .capture import cudagraph_skips, for_training
 from .config import EVAL_BATCH_SIZE, LAB, NUM_CLASSES, ConfigError, LabConfig, validate
 from .device import autocast_for, machine, precision_name, select_device, uses_channels_last
-from .data import (CLEAN_SUBSET_SEED, SYNTHETIC_DIR, TEST_SUBSET_SEED, TensorLoader,
+from .data import (CLEAN_SUBSET_SEED, TEST_SUBSET_SEED, TensorLoader,
                    dataset_labels, fixed_subset, load_datasets, load_tensors, test_transform,
                    val_split)
 from .model import build_model
@@ -358,7 +358,7 @@ def build_batches(cfg: LabConfig, device: torch.device, gen: torch.Generator) ->
         final = loader(test_ds, EVAL_BATCH_SIZE)
         test = final if len(test_idx) == n_test else eval_loader(test_ds, test_idx)
     if cfg.dataset == "synthetic":
-        data = f"generated images (not CIFAR-10) from {SYNTHETIC_DIR}"
+        data = "generated images (not CIFAR-10)"
     else:
         data = f"CIFAR-10 from {cfg.data_dir}"
     data += f": {len(train_idx)} train / {len(val_idx)} val / {n_test} test images"

@@ -38,9 +38,9 @@ def test_an_unfinished_run_is_named_and_has_no_final_epoch(synthetic_dir, tmp_pa
     from lab_utils.train import fit
 
     def run(name, epochs_done):
-        cfg = make_config(dataset="synthetic", data_dir=str(synthetic_dir), pretrained=False,
-                          epochs=2, milestones=[], batch_size=32, clean_train_subset=0,
-                          device="cpu", run_dir=str(tmp_path / name))
+        cfg = make_config(data_dir=str(synthetic_dir), pretrained=False, epochs=2,
+                          milestones=[], batch_size=32, clean_train_subset=0, device="cpu",
+                          run_dir=str(tmp_path / name))
         fit(cfg, progress=False, on_epoch_end=lambda row: _stop_after(row, epochs_done))
 
     def _stop_after(row, n):

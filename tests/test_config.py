@@ -128,7 +128,9 @@ def test_smoke_scale_shrinks_a_run_only_under_lab_smoke(monkeypatch):
     assert (small.dataset, small.device, small.epochs, small.train_subset) == (
         "synthetic", "cpu", 2, 64)
     assert small.milestones == [1] and small.val_size == 100 and small.test_subset == 20
-    assert small.clean_train_subset == 64 and small.run_dir.startswith("runs/smoke/")
+    from lab_utils.config import smoke_dir
+    assert small.clean_train_subset == 64 and small.run_dir.startswith(str(smoke_dir()))
+    assert not small.run_dir.startswith(str(Path.cwd()))  # never in the working folder
     assert smoke_scale(cfg, keep_run_dir=True).run_dir == "runs/mine"
     # What is not about size stays the run's own.
     assert (small.preset, small.lr, small.dropout, small.seed) == (cfg.preset, cfg.lr,

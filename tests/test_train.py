@@ -62,17 +62,17 @@ def test_fit_learns_and_writes_a_complete_run_directory(synthetic_dir, tmp_path)
 @pytest.mark.parametrize("loader", ["tensor", "dataloader"])
 def test_resume_after_interrupt_gives_the_uninterrupted_history(synthetic_dir, tmp_path,
                                                                 loader):
-    full = fit(small(synthetic_dir, tmp_path / "full", loader=loader), progress=False)
+    two = dict(loader=loader, epochs=2, milestones=[1])  # the resumed epoch crosses the decay
+    full = fit(small(synthetic_dir, tmp_path / "full", **two), progress=False)
 
     def stop_after_first(row):
         if row["epoch"] == 1:
             raise KeyboardInterrupt
-    cfg = small(synthetic_dir, tmp_path / "cut", loader=loader)
+    cfg = small(synthetic_dir, tmp_path / "cut", **two)
     with pytest.raises(KeyboardInterrupt):
         fit(cfg, progress=False, on_epoch_end=stop_after_first)
     assert len(runs.load_history(tmp_path / "cut")) == 1
-    resumed = fit(small(synthetic_dir, tmp_path / "cut", loader=loader, resume=True),
-                  progress=False)
+    resumed = fit(small(synthetic_dir, tmp_path / "cut", resume=True, **two), progress=False)
     pd.testing.assert_frame_equal(resumed.history[METRICS], full.history[METRICS])
 
 
@@ -368,14 +368,14 @@ def test_a_failed_write_keeps_every_finished_epoch_and_says_what_to_do(synthetic
             raise OSError(errno.ENOSPC, "No space left on device")
         return real(path, data)
     monkeypatch.setattr(runs, "atomic_write_bytes", full_disk_in_epoch_2)
-    run_dir = tmp_path / "full"
+    run_dir, two = tmp_path / "full", dict(epochs=2, milestones=[1])
     with pytest.raises(runs.RunDirError, match=r"cannot write .*checkpoint.pt: the disk is full\. "
                        r"The run's 1 finished epoch\(s\) .* are kept.*resume=True"):
-        fit(small(synthetic_dir, run_dir), progress=False)
+        fit(small(synthetic_dir, run_dir, **two), progress=False)
     monkeypatch.undo()
     assert len(runs.load_history(run_dir)) == 1  # epoch 1 intact
-    resumed = fit(small(synthetic_dir, run_dir, resume=True), progress=False)
-    full = fit(small(synthetic_dir, tmp_path / "whole"), progress=False)
+    resumed = fit(small(synthetic_dir, run_dir, resume=True, **two), progress=False)
+    full = fit(small(synthetic_dir, tmp_path / "whole", **two), progress=False)
     pd.testing.assert_frame_equal(resumed.history[METRICS], full.history[METRICS])
 
 
