@@ -9,7 +9,9 @@ variant), `device` (device and precision policy, machine notes), `train` (the lo
 their files), `stats` (dataset statistics), `analysis` (reading runs back, choosing on a
 validation split), `plots` (figures), `checks` (the checks of the code students write),
 `grid` (the grid runner), `publish` (executing notebooks for committing), `student` (the
-student edition), `colab` (the repository URL, one setting), `bench` (the speed
-benchmark), `paths` (the repository root and atomic writes), `display` (versions, rendered source).
+student edition), `course` (an nbgrader course folder), `translate` (the Chinese edition),
+`colab` (the repository URL, one setting), `bench` (the speed benchmark), `progress` (what a
+run prints while it trains), `paths` (the repository root, the committed results and atomic
+writes), `display` (versions, rendered source).
 """
 __version__ = "0.2.0"

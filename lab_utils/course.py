@@ -22,8 +22,10 @@ import re
 import shutil
 from pathlib import Path
 
-from .paths import repo_root, results_dir
-from .student import ASSIGNMENT, LANGUAGES, teacher_notebooks
+import nbformat
+
+from .paths import package_repo, repo_root, results_dir
+from .student import ASSIGNMENT, LANGUAGES, nbgrader_settings, teacher_notebooks, without_provenance
 
 # What no copy of a submission needs: runs, data, checkpoints and the handed-out runs.
 IGNORED = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "runs", "data", "*.pt",
@@ -37,8 +39,10 @@ import os
 
 c = get_config()
 c.CourseDirectory.root = {root!r}
+c.CourseDirectory.course_id = {course!r}  # what release_assignment, fetch and collect name
 c.CourseDirectory.ignore = {ignore!r}
 c.ExecutePreprocessor.timeout = {timeout}
+{stubs}
 # Autograding runs every cell: on generated data (LAB_SMOKE=1) the notebooks train and
 # load for seconds instead of half an hour, and the check cells test the students' code
 # exactly as on CIFAR-10. Remove this line to autograde on the real data.
@@ -61,11 +65,18 @@ def set_up(folder: str | Path, lang: str = "en") -> Path:
     `nbgrader_config.py` or source assignment is replaced; students' submissions, the
     gradebook and feedback are left alone."""
     root = Path(folder).expanduser().resolve()
-    notebooks = teacher_notebooks(repo_root(), lang)
+    repo = package_repo() or repo_root()
+    notebooks = teacher_notebooks(repo, lang)
+    if not notebooks:
+        raise FileNotFoundError(
+            f"no notebooks of {lang!r} in {repo / 'notebooks'}: install lab_utils from the "
+            "repository (pip install -e path/to/repo), whose notebooks this command copies")
     source = root / "source" / ASSIGNMENT
     source.mkdir(parents=True, exist_ok=True)
-    for nb in notebooks:
-        shutil.copy(nb, source / nb.name)
+    for path in notebooks:  # without the note on the committed outputs: released without them
+        nb = nbformat.read(path, as_version=4)
+        nb.cells = without_provenance(nb.cells)
+        nbformat.write(nb, source / path.name)
     results = results_dir()
     for name in results_read(notebooks):
         src, dst = results / name, root / "results" / name
@@ -76,7 +87,8 @@ def set_up(folder: str | Path, lang: str = "en") -> Path:
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dst)
     (root / "nbgrader_config.py").write_text(CONFIG.format(
-        root=str(root), ignore=IGNORED, timeout=CELL_TIMEOUT))
+        root=str(root), course=root.name, ignore=IGNORED, timeout=CELL_TIMEOUT,
+        stubs=nbgrader_settings(lang)))
     return root
 
 

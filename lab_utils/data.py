@@ -20,12 +20,12 @@ import numpy as np
 import torch
 import torchvision.transforms as T
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from torchvision.datasets import CIFAR10, ImageFolder
 
 from .augment import draw_crop_flip, normalize, random_crop_flip
 from .config import CLASSES, LAB  # CLASSES: the label order, defined once in config
-from .paths import atomic_write_bytes, resolve
+from .paths import atomic_write_bytes, cache_home, resolve
 from .progress import duration, status
 
 # The lab's constants (they are the mean of per-image stds, see notebook 01).
@@ -33,13 +33,7 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2023, 0.1994, 0.2010)
 # The generated stand-in for CIFAR-10 (smoke runs, CI, autograding): a user cache folder, so
 # that it is made once per machine and never lands in a working or a submission folder.
-CACHE_ENV = "LAB_CACHE_DIR"  # where caches go (also when the data folder is read-only)
 
-
-def cache_home() -> Path:
-    """The user's cache folder of lab_utils: $LAB_CACHE_DIR, else ~/.cache/lab_utils."""
-    return Path(os.environ.get(CACHE_ENV) or
-                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lab_utils")
 # Where torchvision downloads CIFAR-10 from, and the archive's size (its md5 is torchvision's).
 CIFAR10_URL_HOST = urllib.parse.urlparse(CIFAR10.url).hostname
 ARCHIVE, ARCHIVE_BYTES = CIFAR10.filename, 170_498_071  # cifar-10-python.tar.gz

@@ -3,6 +3,10 @@ matter, and the source of a function."""
 from __future__ import annotations
 
 import platform
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import IPython.display
 
 
 def versions() -> str:

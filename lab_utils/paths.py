@@ -11,14 +11,31 @@ import tempfile
 from pathlib import Path
 
 
+CACHE_ENV = "LAB_CACHE_DIR"  # lab_utils's own folder: caches, generated data, runs outside a repo
+
+
+def cache_home() -> Path:
+    """The user's folder of lab_utils: $LAB_CACHE_DIR, else ~/.cache/lab_utils."""
+    return Path(os.environ.get(CACHE_ENV) or
+                Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "lab_utils")
+
+
+def package_repo() -> Path | None:
+    """The repository lab_utils was installed from (`pip install -e`), or None."""
+    here = Path(__file__).resolve().parent.parent
+    return here if (here / "notebooks").is_dir() and (here / "lab_utils").is_dir() else None
+
+
 def repo_root(start: Path | None = None) -> Path:
     """The nearest folder at or above `start` (default: cwd) holding `lab_utils/` and
-    `notebooks/`; the working directory itself when there is none (e.g. a pip install)."""
+    `notebooks/`. Outside a repository (a course folder, a fetched assignment, a plain pip
+    install) it is the user's folder `cache_home()`: data and runs then never land in the
+    working folder, so a student's download or training never reaches a submission."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "lab_utils").is_dir() and (folder / "notebooks").is_dir():
             return folder
-    return here
+    return cache_home()
 
 
 def results_dir() -> Path:
@@ -30,7 +47,7 @@ def results_dir() -> Path:
     for folder in (here, *here.parents):
         if (folder / "results").is_dir():
             return folder / "results"
-    return Path(__file__).resolve().parent.parent / "results"
+    return (package_repo() or Path(__file__).resolve().parent.parent) / "results"
 
 
 def resolve(path: str | os.PathLike) -> Path:

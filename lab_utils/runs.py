@@ -287,7 +287,8 @@ def pack(run_dir: str | Path, out: str | Path) -> Path:
     predictions, and a `checkpoint.pt` holding the model's weights and history only (no
     optimizer, schedule or random state: it cannot be resumed, only looked inside, which
     is all notebook 06 does). Unpacked anywhere, it is a run directory."""
-    src = trained_run(run_dir, "python -m lab_utils.runs pack needs a finished run")
+    src = trained_run(run_dir, "train it with notebook 04 (a committed run: the command in its "
+                      "provenance, results/README.md), which writes its checkpoint")
     out = resolve(out)
     state = load_checkpoint(src)
     buf = io.BytesIO()
@@ -311,9 +312,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("run_dir")
     p.add_argument("out", nargs="?", help="the zip to write (default: RUN_DIR's name + .zip)")
     args = parser.parse_args(argv)
-    out = pack(args.run_dir, args.out or f"{Path(args.run_dir).name}.zip")
-    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): unzip it into the course folder "
-          f"and set run_dir = '{Path(args.run_dir).name}' in notebook 06")
+    try:
+        out = pack(args.run_dir, args.out or f"{Path(args.run_dir).name}.zip")
+    except RunDirError as err:
+        raise SystemExit(f"error: {err}") from None
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB): students unzip it where they run "
+          f"notebook 06 and set run_dir = '{Path(args.run_dir).name}' there")
 
 
 if __name__ == "__main__":

@@ -23,11 +23,19 @@ from pathlib import Path
 
 import nbformat
 
-from .paths import repo_root
-from .publish import NOTE_MARKER
+from .paths import package_repo, repo_root
+from .translate import is_provenance_note
 
 ASSIGNMENT = "lab"  # the nbgrader assignment name a teacher releases
 LANGUAGES = ("en", "zh-CN")  # the teacher edition's languages: notebooks/ and notebooks/zh-CN/
+# What nbgrader writes where a written answer goes (its code stub stays English in both, so
+# that the two student editions run the same code).
+TEXT_STUB = {"en": "YOUR ANSWER HERE", "zh-CN": "在这里写下你的答案"}
+
+
+def nbgrader_settings(lang: str) -> str:
+    """The nbgrader settings that make the student edition of `lang` what it is."""
+    return f"c.ClearSolutions.text_stub = {TEXT_STUB[lang]!r}\n"
 STUDENT = "student"  # the student edition's folder beside each teacher edition
 
 
@@ -36,6 +44,12 @@ def teacher_notebooks(root: Path, lang: str = "en") -> list[Path]:
     notebooks/<lang>/)."""
     folder = root / "notebooks" / ("" if lang == "en" else lang)
     return sorted(folder.glob("0*.ipynb"))
+
+
+def without_provenance(cells: list) -> list:
+    """`cells` without the note on where the committed outputs came from (`lab_utils.publish`):
+    a student's notebook has no outputs yet."""
+    return [c for c in cells if not (c.cell_type == "markdown" and is_provenance_note(c.source))]
 
 
 def edition_dir(root: Path, lang: str = "en") -> Path:
@@ -49,7 +63,7 @@ def generate(out: Path | None = None, root: Path | None = None, lang: str = "en"
     `student/` folder beside them); returns the notebooks written. Raises `RuntimeError`
     with nbgrader's output when it fails, and one saying how to install it when it is
     missing."""
-    root = root or repo_root()
+    root = root or package_repo() or repo_root()
     out = out or edition_dir(root, lang)
     exe = shutil.which("nbgrader", path=os.pathsep.join(
         [str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
@@ -63,7 +77,8 @@ def generate(out: Path | None = None, root: Path | None = None, lang: str = "en"
         for nb in teacher_notebooks(root, lang):
             shutil.copy(nb, source / nb.name)
         (course / "nbgrader_config.py").write_text(
-            "c = get_config()\nc.CourseDirectory.root = %r\n" % str(course))
+            "c = get_config()\nc.CourseDirectory.root = %r\n" % str(course)
+            + nbgrader_settings(lang))
         env = {**os.environ, "PATH": os.pathsep.join([str(Path(exe).parent),
                                                       os.environ.get("PATH", "")])}
         done = subprocess.run([exe, "generate_assignment", ASSIGNMENT, "--force",
@@ -75,9 +90,7 @@ def generate(out: Path | None = None, root: Path | None = None, lang: str = "en"
         written = []
         for nb in sorted((course / "release" / ASSIGNMENT).glob("*.ipynb")):
             notebook = nbformat.read(nb, as_version=4)
-            # The note on where the committed outputs came from: the student has no outputs.
-            notebook.cells = [c for c in notebook.cells if not (
-                c.cell_type == "markdown" and c.source.startswith(NOTE_MARKER))]
+            notebook.cells = without_provenance(notebook.cells)
             nbformat.write(notebook, out / nb.name)
             written.append(out / nb.name)
     return written

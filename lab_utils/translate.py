@@ -30,15 +30,22 @@ from .paths import repo_root
 from .publish import NOTE_MARKER
 
 LANG = "zh-CN"
+NOTE_MARKER_ZH = "**以下输出的来源。**"
 # The publish note's fixed phrases, in the order they appear (publish.provenance_note).
 NOTE_PHRASES = [
-    (NOTE_MARKER + " Executed on ", "**以下输出的来源。** 运行设备："),
+    (NOTE_MARKER + " Executed on ", NOTE_MARKER_ZH + " 运行设备："),
     (" by\n\n```bash", "，运行命令：\n\n```bash"),
     ("which injected these values:", "注入了这些值："),
     ("Running this notebook yourself uses the defaults in the cell above.",
      "自己运行这个 notebook 时，使用的是上面单元中的默认值。"),
 ]
 NUMBER = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def is_provenance_note(text: str) -> bool:
+    """Whether a markdown cell's text is the publish note, in English or in its translation:
+    the student editions drop it, since a student's notebook has no outputs yet."""
+    return text.startswith(NOTE_MARKER) or text.startswith(NOTE_MARKER_ZH)
 
 
 class TranslationError(ValueError):

@@ -155,6 +155,13 @@ def test_the_resnet18_check_passes_the_assembly_and_names_a_wrong_stage(capsys):
     fails_with(check_resnet18, SecondStrided, match="layer2 has blocks with strides \\[1, 2\\], "
                "ResNet-18 \\[2, 1\\]")
 
+    class NoPool(ResNet18):  # defines maxpool but never calls it
+        def forward(self, x):
+            x = self.relu(self.bn1(self.conv1(x)))
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+            return self.fc(torch.flatten(self.avgpool(x), 1))
+    fails_with(check_resnet18, NoPool, match="forward never calls maxpool")
+
 
 def test_a_mistake_in_the_block_costs_the_block_check_only(capsys):
     # The ResNet-18 check builds with its own block: a student's block without its last
@@ -218,10 +225,10 @@ def test_the_saliency_check_passes_the_gradient_of_the_score_and_names_mistakes(
 
 # --- dataset statistics (notebook 01) --------------------------------------------------
 
-def stats(images, scale=255, per_image_for_all=False):
-    x = images.double() / scale
+def stats(images, scale=255, per_image_for_all=False, unbiased=False, dtype=torch.float64):
+    x = images.to(dtype) / scale
     mean = x.mean((0, 2, 3))
-    image_stds = x.std((2, 3), unbiased=False).mean(0)
+    image_stds = x.std((2, 3), unbiased=unbiased).mean(0)
     std = image_stds if per_image_for_all else x.std((0, 2, 3), unbiased=False)
     return mean, std, image_stds
 
@@ -233,6 +240,10 @@ def test_the_statistics_check_passes_and_names_mistakes(capsys):
     fails_with(check_channel_stats, lambda x: stats(x, scale=1), match="divide by 255")
     fails_with(check_channel_stats, lambda x: stats(x, per_image_for_all=True),
                match="std is the mean of per-image stds")
+    check_channel_stats(lambda x: stats(x, dtype=torch.float32))
+    fails_with(check_channel_stats, lambda x: stats(x, unbiased=True), match="sample std")
+    fails_with(check_channel_stats, lambda x: (x.double().mean() / 255,) * 3,
+               match="one per channel")
 
 
 # --- crop and flip (notebook 02) -------------------------------------------------------
@@ -365,7 +376,6 @@ def lab_model(pretrained, head="lab"):
 
 
 def test_the_model_check_passes_the_labs_head_and_names_mistakes(capsys):
-    from torchvision.models import resnet18
 
     from lab_utils.checks import check_lab_model
     check_lab_model(lab_model)

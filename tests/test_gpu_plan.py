@@ -16,7 +16,7 @@ import pytest
 import torch
 import yaml
 
-from lab_utils import analysis, grid, runs
+from lab_utils import analysis, grid
 from lab_utils.config import config_dict, make_config
 
 ROOT = Path(__file__).resolve().parents[1]

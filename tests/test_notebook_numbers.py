@@ -5,7 +5,6 @@ import re
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from lab_utils import analysis, runs
 
@@ -80,7 +79,6 @@ def test_notebook_04_quotes_its_committed_run():
 
 def test_notebook_04_and_05_quote_the_ablation():
     table = analysis.load_runs(analysis.find_runs(RESULTS / "ablation"))
-    summary = analysis.gap_summary(table).set_index(["dropout", "augment", "epoch"])
     final = analysis.final_epochs(table).groupby(["dropout", "augment"])[
         ["train_acc", "test_acc"]].mean()
     exercise = "".join(cells("04_train")[-1]["source"])

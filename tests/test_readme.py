@@ -694,7 +694,6 @@ def test_validation_screen_prose_is_recomputed():
 
 def test_what_was_reached_bullets_are_recomputed():
     text = _read(RECORD)
-    lab = _metrics("fast-test-gpu/lab-seed0")
     firsts = [_epochs(n).iloc[0] for n in FAST_GPU]
     second_fast, second_lab = "gpu/fast-capture-off-seed0", "gpu/lab-capture-off-seed1"
     assert _in_paragraph(text, f"its first epoch took {_epochs(second_fast).iloc[0]:.1f} s",

@@ -1,7 +1,6 @@
 """fit: learns, writes its run directory, survives interrupts and resumes exactly."""
 import json
 import re
-import os
 import signal
 import subprocess
 import sys
@@ -534,7 +533,8 @@ def test_a_run_to_look_inside_is_found_or_named_with_what_to_run(synthetic_dir, 
     """Notebook 06's run_dir: a missing folder, a folder without checkpoint.pt and an
     unfinished run each get their own message with the command to run; "newest" takes the
     newest finished run under runs/."""
-    monkeypatch.chdir(tmp_path)  # runs/ of this test: repo_root() is the working directory
+    monkeypatch.chdir(tmp_path)  # outside a repository runs/ is in the user's folder: this test's
+    monkeypatch.setenv("LAB_CACHE_DIR", str(tmp_path))
     train = "in notebook 04 set preset = 'quick' and run it"
     with pytest.raises(runs.RunDirError, match="no finished run with a checkpoint under .*"
                        "Train one: in notebook 04"):

@@ -2,7 +2,6 @@
 English text as it is now (its fingerprint), with the same numbers, code cells and outputs byte for
 byte, and the committed Chinese notebooks exactly what a build gives."""
 import json
-import shutil
 from pathlib import Path
 
 import pytest
