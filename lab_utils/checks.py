@@ -456,12 +456,13 @@ def check_resnet18(build: Callable, name: str = "my_resnet18") -> None:
     if not isinstance(mine, nn.Module):
         raise CheckFailed(f"{name}(block) should return an nn.Module")
     x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
+             "avgpool", "fc"]  # torchvision's stages, in the order forward runs them
 
     def shapes(net):
         out, h = {}, x
         with torch.no_grad():
-            for stage in ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3",
-                          "layer4", "avgpool"):
+            for stage in order[:-1]:  # fc needs the flatten, which is not a stage
                 if not hasattr(net, stage):
                     raise CheckFailed(f"{name}'s network has no `{stage}`: name the stages as "
                                       "torchvision's ResNet does (conv1, bn1, relu, maxpool, "
@@ -490,8 +491,6 @@ def check_resnet18(build: Callable, name: str = "my_resnet18") -> None:
         raise CheckFailed(f"{name} has {n_mine:,} parameters, ResNet-18 with a 10-class fc has "
                           f"{n_ref:,}: it has {blocks} blocks per stage, ResNet-18 [2, 2, 2, 2]")
     _load(name, mine, ref.state_dict(), "torchvision's resnet18")
-    order = ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4",
-             "avgpool", "fc"]
     called: list[str] = []
     hooks = [getattr(mine, s).register_forward_hook(lambda *_, s=s: called.append(s))
              for s in order]

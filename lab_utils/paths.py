@@ -47,7 +47,7 @@ def results_dir() -> Path:
     for folder in (here, *here.parents):
         if (folder / "results").is_dir():
             return folder / "results"
-    return (package_repo() or Path(__file__).resolve().parent.parent) / "results"
+    return Path(__file__).resolve().parent.parent / "results"
 
 
 def resolve(path: str | os.PathLike) -> Path:

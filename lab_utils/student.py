@@ -33,17 +33,23 @@ LANGUAGES = ("en", "zh-CN")  # the teacher edition's languages: notebooks/ and n
 TEXT_STUB = {"en": "YOUR ANSWER HERE", "zh-CN": "在这里写下你的答案"}
 
 
-def nbgrader_settings(lang: str) -> str:
-    """The nbgrader settings that make the student edition of `lang` what it is."""
-    return f"c.ClearSolutions.text_stub = {TEXT_STUB[lang]!r}\n"
 STUDENT = "student"  # the student edition's folder beside each teacher edition
 
 
+def nbgrader_settings(lang: str) -> str:
+    """The nbgrader settings that make the student edition of `lang` what it is."""
+    return f"c.ClearSolutions.text_stub = {TEXT_STUB[lang]!r}\n"
+
+
+def teacher_dir(root: Path, lang: str = "en") -> Path:
+    """Where the teacher edition of `lang` lives: notebooks/ for English, notebooks/<lang>/
+    for the others."""
+    return root / "notebooks" / ("" if lang == "en" else lang)
+
+
 def teacher_notebooks(root: Path, lang: str = "en") -> list[Path]:
-    """The teacher edition's six notebooks in `lang` (English in notebooks/, the others in
-    notebooks/<lang>/)."""
-    folder = root / "notebooks" / ("" if lang == "en" else lang)
-    return sorted(folder.glob("0*.ipynb"))
+    """The teacher edition's six notebooks in `lang`."""
+    return sorted(teacher_dir(root, lang).glob("0*.ipynb"))
 
 
 def without_provenance(cells: list) -> list:
@@ -54,7 +60,7 @@ def without_provenance(cells: list) -> list:
 
 def edition_dir(root: Path, lang: str = "en") -> Path:
     """Where the student edition of `lang` lives."""
-    return root / "notebooks" / ("" if lang == "en" else lang) / STUDENT
+    return teacher_dir(root, lang) / STUDENT
 
 
 def generate(out: Path | None = None, root: Path | None = None, lang: str = "en"
